@@ -1,0 +1,143 @@
+"""The default text task: short reviews from a small grammar.
+
+The shape of the sentiment task that RLHF tutorials use (Ziegler et al. 2019 continue film
+reviews positively), small enough that a tiny character-level model learns it in a minute
+on a CPU. Three kinds of data come from one grammar:
+
+* a pretraining corpus: free-form reviews of one to three sentences, mixed sentiment, no
+  fixed format -- "reading the internet" (deck "Large Language Models and RL from Human
+  Feedback", slide "Learning a language model by reading the internet!");
+* prompts: review openings such as ``"the pizza was"``;
+* demonstrations for SFT: a prompt and the completion a labeler would write -- finish the
+  sentence, add one more, and close with a rating in a fixed format, ``" rating: 4/5"``
+  (slide "Give specific demonstrations of what we want"). The pretraining corpus never
+  contains a rating, so "follows the format" is a visible effect of SFT.
+
+All sampling is driven by an explicit integer seed through `numpy.random.Generator`, so the
+same seed gives the same data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+ALPHABET = "abcdefghijklmnopqrstuvwxyz .,!:/0123456789"
+
+ITEMS = ("pizza", "film", "book", "hotel", "phone", "game", "coffee", "show", "song", "car")
+ASPECTS = {
+    "pizza": ("crust", "sauce", "cheese"),
+    "film": ("plot", "acting", "ending"),
+    "book": ("story", "writing", "ending"),
+    "hotel": ("room", "staff", "view"),
+    "phone": ("screen", "battery", "camera"),
+    "game": ("story", "music", "levels"),
+    "coffee": ("taste", "smell", "price"),
+    "show": ("cast", "jokes", "pace"),
+    "song": ("beat", "voice", "words"),
+    "car": ("engine", "seats", "price"),
+}
+# The sentiment lexicon: later issues build the gold reward on it.
+POSITIVE = ("great", "good", "lovely", "superb", "fun", "excellent", "wonderful", "nice")
+NEGATIVE = ("bad", "awful", "boring", "dull", "poor", "terrible", "bland", "weak")
+NEUTRAL = ("okay", "fine", "average", "plain", "normal", "long")
+POS_VERBS = ("loved", "liked", "enjoyed")
+NEG_VERBS = ("hated", "disliked", "regretted")
+NEU_VERBS = ("noticed", "saw", "remember")
+INTENSIFIERS = ("really", "very", "quite", "so")
+OPENINGS = ("the {item} was", "i thought the {item} was", "this {item} is", "my {item} was")
+
+SENTIMENTS = ("positive", "negative", "neutral")
+RATING = {"positive": (4, 5), "negative": (1, 2), "neutral": (3,)}
+_FORMAT = re.compile(r"^ [a-z ,.!]+\. rating: [1-5]/5$")
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(len(options)))]
+
+
+@dataclass(frozen=True)
+class ReviewTask:
+    """The review task: corpus, prompts, demonstrations and a format check.
+
+    Attributes:
+        max_prompt_chars: no prompt is longer than this (sizes the generation budget).
+        max_response_chars: no demonstration response is longer than this.
+    """
+
+    name: str = "reviews"
+    alphabet: str = ALPHABET
+    max_prompt_chars: int = 24
+    max_response_chars: int = 72
+
+    # --- the grammar -----------------------------------------------------------------
+    def _adjective(self, rng, sentiment: str) -> str:
+        words = {"positive": POSITIVE, "negative": NEGATIVE, "neutral": NEUTRAL}[sentiment]
+        adj = _pick(rng, words)
+        if sentiment != "neutral" and rng.random() < 0.3:
+            adj = f"{_pick(rng, INTENSIFIERS)} {adj}"
+        return adj
+
+    def _sentence(self, rng, item: str, sentiment: str) -> str:
+        aspect = _pick(rng, ASPECTS[item])
+        verbs = {"positive": POS_VERBS, "negative": NEG_VERBS, "neutral": NEU_VERBS}[sentiment]
+        form = int(rng.integers(3))
+        if form == 0:
+            return f"the {aspect} was {self._adjective(rng, sentiment)}"
+        if form == 1:
+            return f"i {_pick(rng, verbs)} the {aspect}"
+        return f"a {self._adjective(rng, sentiment)} {aspect}"
+
+    def _opening(self, rng, item: str) -> str:
+        return _pick(rng, OPENINGS).format(item=item)
+
+    # --- the three kinds of data -----------------------------------------------------
+    def pretrain_corpus(self, n: int, seed: int) -> list[str]:
+        """n free-form reviews with mixed sentiment and no rating."""
+        rng = np.random.default_rng(seed)
+        docs = []
+        for _ in range(n):
+            item = _pick(rng, ITEMS)
+            first = f"{self._opening(rng, item)} {self._adjective(rng, _pick(rng, SENTIMENTS))}"
+            rest = [self._sentence(rng, item, _pick(rng, SENTIMENTS))
+                    for _ in range(int(rng.integers(0, 3)))]
+            docs.append(". ".join([first, *rest]) + ".")
+        return docs
+
+    def prompts(self, n: int, seed: int) -> list[str]:
+        """n review openings, e.g. "the pizza was"."""
+        rng = np.random.default_rng(seed)
+        return [self._opening(rng, _pick(rng, ITEMS)) for _ in range(n)]
+
+    def demonstrations(self, n: int, seed: int) -> list[tuple[str, str]]:
+        """n (prompt, response) pairs written by a consistent demonstrator.
+
+        The response finishes the opening with one sentiment, adds a sentence of the same
+        sentiment, and ends with " rating: k/5" where k agrees with the sentiment.
+        """
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(n):
+            item = _pick(rng, ITEMS)
+            sentiment = _pick(rng, SENTIMENTS)
+            prompt = self._opening(rng, item)
+            response = (
+                f" {self._adjective(rng, sentiment)}. {self._sentence(rng, item, sentiment)}."
+                f" rating: {_pick(rng, RATING[sentiment])}/5"
+            )
+            out.append((prompt, response))
+        return out
+
+    # --- checks ----------------------------------------------------------------------
+    def follows_format(self, response: str) -> bool:
+        """Whether a completion has the demonstrations' shape: sentences, then " rating: k/5"."""
+        return bool(_FORMAT.match(response))
+
+    def sentiment_score(self, text: str) -> int:
+        """(#positive - #negative) lexicon words: a crude sentiment, for diagnostics."""
+        words = re.findall(r"[a-z]+", text)
+        pos = sum(w in POSITIVE or w in POS_VERBS for w in words)
+        neg = sum(w in NEGATIVE or w in NEG_VERBS for w in words)
+        return pos - neg

@@ -1,0 +1,97 @@
+"""Frozen config dataclasses: field documentation, JSON round trips, and overrides.
+
+Every config field carries a docstring right under it. Python drops those at run time, so
+`field_docs` reads them back from the source; the CLI uses them as --help text. Nested
+configs (a `model: ModelConfig` field) are addressed with dots: ``--model.d_model 64``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import textwrap
+import typing
+from functools import cache
+from typing import Any
+
+
+@cache
+def field_docs(cls) -> dict[str, str]:
+    """{field name: the docstring written under it} for a dataclass."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body
+        for node, nxt in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _resolved_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def flat_fields(cls, prefix: str = "") -> list[tuple[str, Any, Any, str]]:
+    """(dotted name, type, default, doc) of every leaf field, descending into nested configs."""
+    out = []
+    types = _resolved_types(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        typ = types[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(typ):
+            out.extend(flat_fields(typ, prefix + f.name + "."))
+        else:
+            out.append((prefix + f.name, typ, default, docs.get(f.name, "")))
+    return out
+
+
+def to_dict(cfg) -> dict:
+    """A JSON-ready dict of a (nested) config."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a (nested) config from `to_dict` output; unknown keys are an error."""
+    types = _resolved_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)} for {cls.__name__}; "
+                         f"known fields: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        typ = types[key]
+        kwargs[key] = from_dict(typ, value) if dataclasses.is_dataclass(typ) else value
+    return cls(**kwargs)
+
+
+def override(cfg, updates: dict[str, Any]):
+    """A copy of `cfg` with dotted-name fields replaced, e.g. {"model.d_model": 64}."""
+    data = to_dict(cfg)
+    valid = {name for name, *_ in flat_fields(type(cfg))}
+    for dotted, value in updates.items():
+        if dotted not in valid:
+            raise ValueError(f"{type(cfg).__name__} has no field {dotted!r}; "
+                             f"fields: {sorted(valid)}")
+        *path, leaf = dotted.split(".")
+        node = data
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+    return from_dict(type(cfg), data)
+
+
+def check_positive_ints(cfg, *names: str) -> None:
+    """Raise ValueError naming the first field among `names` that is not a positive int."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{type(cfg).__name__}.{name} must be a positive integer, "
+                             f"got {value!r}")

@@ -1,0 +1,86 @@
+"""Run-folder output: JSONL metrics, progress bars, and matplotlib curves.
+
+Each training run writes `metrics.jsonl` (one JSON object per logged step) and a PNG of its
+curves into its run folder. On resume, lines past the restored step are dropped so the file
+reads as if the run had never been interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+
+def _plain(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+class MetricsWriter:
+    """Appends one JSON line per call to `path`."""
+
+    def __init__(self, path: str | Path, resume_from_step: int | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_from_step is None:
+            self.path.write_text("")
+        elif self.path.exists():
+            kept = [line for line in read_metrics(self.path) if line.get("step", 0) <= resume_from_step]
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def write(self, step: int, **metrics) -> None:
+        record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a metrics.jsonl file."""
+    with Path(path).open() as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` via a temporary file and a rename: never a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def progress(total: int, desc: str, initial: int = 0, disable: bool | None = None):
+    """A tqdm progress bar (quiet when MINIRLHF_QUIET=1, e.g. in tests)."""
+    if disable is None:
+        disable = os.environ.get("MINIRLHF_QUIET") == "1"
+    return tqdm(total=total, desc=desc, initial=initial, disable=disable, dynamic_ncols=True,
+                leave=True)
+
+
+def plot_curves(records: list[dict], keys: list[str], path: str | Path, title: str = "") -> None:
+    """Plot each metric in `keys` against step (skipping records without it) into a PNG."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in records if key in r]
+        if pts:
+            steps, values = np.array(pts).T
+            ax.plot(steps, values, label=key, marker="." if len(pts) < 30 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats / token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)

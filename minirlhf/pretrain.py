@@ -1,0 +1,267 @@
+"""Pretraining: next-token prediction on the task's corpus (step 1 of the ChatGPT recipe).
+
+"Maximize the conditional probability [of the] next token of the given text sequence"
+(deck "Large Language Models and RL from Human Feedback", slide "Learning a language model
+by reading the internet!"). The train step here is the one language-model step of the
+project: SFT (sft.py) calls it unchanged, with a loss mask that selects response tokens.
+
+    state, metrics = train_step(state, batch, key)    # pure, jitted, data-parallel
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from minirlhf.checkpoint import Checkpointer
+from minirlhf.configs import check_positive_ints, to_dict
+from minirlhf.distributions import masked_sum
+from minirlhf.logging import (MetricsWriter, atomic_write_text, plot_curves, progress,
+                              read_metrics)
+from minirlhf.losses import next_token_nll
+from minirlhf.model import ModelConfig, forward, init_model
+from minirlhf.optim import OptimConfig, TrainState, init_train_state, make_optimizer
+from minirlhf.parallel import DATA, check_divisible, data_parallel, make_mesh, shard_batch
+from minirlhf.tokenizer import CharTokenizer
+
+
+@dataclass(frozen=True)
+class LMTrainConfig:
+    """What every language-model training run (pretraining, SFT) needs."""
+
+    seed: int = 0
+    """Seed of every random choice in the run (initialisation, batches)."""
+    steps: int = 300
+    """Number of optimiser updates."""
+    batch_size: int = 32
+    """Sequences per update (the global batch, split over devices)."""
+    eval_every: int = 100
+    """Compute the validation loss every this many steps (and at the end)."""
+    checkpoint_every: int = 200
+    """Save a resumable checkpoint every this many steps (and at the end)."""
+    log_every: int = 10
+    """Write the training loss to metrics.jsonl every this many steps."""
+    n_devices: int = 0
+    """Devices to train on, data-parallel; 0 means all local devices."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """The optimiser."""
+
+    def __post_init__(self):
+        check_positive_ints(self, "steps", "batch_size", "eval_every", "checkpoint_every",
+                            "log_every")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"{type(self).__name__}.seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.n_devices, int) or self.n_devices < 0:
+            raise ValueError(f"{type(self).__name__}.n_devices must be an integer >= 0, "
+                             f"got {self.n_devices!r}")
+
+
+@dataclass(frozen=True)
+class PretrainConfig(LMTrainConfig):
+    """Pretraining on a task's corpus."""
+
+    task: str = "reviews"
+    """The text task whose corpus to read (see minirlhf.envs.TASKS)."""
+    n_train: int = 20_000
+    """Documents in the training corpus."""
+    n_val: int = 512
+    """Held-out documents for the validation loss."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The transformer to build."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive_ints(self, "n_train", "n_val")
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+@struct.dataclass
+class LMBatch:
+    """A batch for next-token training.
+
+    Attributes:
+        tokens: (B, T) int32 ids, right-padded.
+        mask: (B, T) bool, real tokens.
+        loss_mask: (B, T) bool, tokens that are targets (all real tokens after BOS for
+            pretraining; response tokens for SFT).
+    """
+
+    tokens: np.ndarray
+    mask: np.ndarray
+    loss_mask: np.ndarray
+
+
+def lm_data_from_texts(tokenizer: CharTokenizer, texts: list[str], length: int) -> LMBatch:
+    """BOS + text + EOS for each text, right-padded to `length`; every real token after BOS
+    is a target."""
+    tokens, mask = tokenizer.encode_batch(texts, bos=True, eos=True, length=length)
+    loss_mask = mask.copy()
+    loss_mask[:, 0] = False  # BOS is given, never predicted
+    return LMBatch(tokens, mask, loss_mask)
+
+
+def sample_batch(data: LMBatch, key: jax.Array, batch_size: int) -> LMBatch:
+    """batch_size rows drawn uniformly (with replacement) by `key`: a pure function of the
+    key, so the batch of step s is the same in a resumed run as in an uninterrupted one."""
+    n = data.tokens.shape[0]
+    idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n))
+    return jax.tree.map(lambda a: a[idx], data)
+
+
+# --- the pure step -----------------------------------------------------------------------
+
+
+def make_train_step(graphdef, optimizer: optax.GradientTransformation):
+    """The language-model train step, to be wrapped by `parallel.data_parallel`.
+
+    Loss: L_LM averaged over the target tokens of the *global* batch. Each device sums its
+    tokens' negative log-likelihoods and counts its targets; psums over the "data" axis
+    turn these into the global mean, so N devices compute exactly what 1 device would.
+    """
+
+    def train_step(state: TrainState, batch: LMBatch, key: jax.Array):
+        del key  # no dropout: the step is a deterministic function of state and batch
+
+        def loss_fn(params):
+            logits = forward(graphdef, params, batch.tokens, batch.mask).logits  # (B, T, V)
+            nll = next_token_nll(logits, batch.tokens)  # (B, T-1)
+            targets = batch.loss_mask[:, 1:]
+            count = jax.lax.psum(jnp.sum(targets), DATA)
+            return jax.lax.psum(masked_sum(nll, targets), DATA) / jnp.maximum(count, 1), count
+
+        (loss, count), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "tokens": count}
+        return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+    return train_step
+
+
+def make_eval_fn(graphdef):
+    """Jitted (sum of target NLLs, number of targets) of a batch."""
+
+    @jax.jit
+    def eval_fn(params, batch: LMBatch):
+        logits = forward(graphdef, params, batch.tokens, batch.mask).logits
+        targets = batch.loss_mask[:, 1:]
+        return masked_sum(next_token_nll(logits, batch.tokens), targets), jnp.sum(targets)
+
+    return eval_fn
+
+
+def evaluate(eval_fn, params, data: LMBatch, batch_size: int = 256) -> float:
+    """Mean target NLL over a whole dataset, in fixed-shape chunks (one compilation)."""
+    n = data.tokens.shape[0]
+    total, count = 0.0, 0
+    for start in range(0, n, batch_size):
+        chunk = jax.tree.map(lambda a: a[start:start + batch_size], data)
+        short = batch_size - chunk.tokens.shape[0]
+        if short:  # pad the last chunk with rows that have no targets
+            chunk = jax.tree.map(lambda a: np.concatenate([a, np.zeros((short,) + a.shape[1:],
+                                                                       a.dtype)]), chunk)
+        s, c = eval_fn(params, chunk)
+        total, count = total + float(s), count + int(c)
+    return total / max(count, 1)
+
+
+# --- the loop ----------------------------------------------------------------------------
+
+
+def train_lm(run_dir: str | Path, cfg: LMTrainConfig, graphdef, init_params,
+             train: LMBatch, val: LMBatch, meta: dict, name: str,
+             stop_after: int | None = None):
+    """Train a language model on `train`, resuming from `run_dir` if it has a checkpoint.
+
+    Writes into `run_dir`: checkpoints/ (orbax, atomic), metrics.jsonl, loss.png, config.json.
+    The batch of step s and the step's key depend only on (cfg.seed, s), so a run resumed
+    from a checkpoint ends with exactly the parameters of an uninterrupted run.
+
+    Args:
+        run_dir: the run folder.
+        cfg: the training config (steps, batch, optimiser, ...).
+        graphdef, init_params: the model to start from (ignored when resuming).
+        train, val: LMBatch datasets.
+        meta: JSON-ready metadata stored in every checkpoint (model config, tokenizer, ...).
+        name: label of the progress bar.
+        stop_after: stop after this many steps in total (to simulate an interruption).
+    Returns:
+        (params, history): the trained parameters and the list of metric records.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mesh = make_mesh(cfg.n_devices or None)
+    check_divisible(cfg.batch_size, mesh, f"{type(cfg).__name__}.batch_size")
+    optimizer = make_optimizer(cfg.optim, cfg.steps)
+    state = init_train_state(init_params, optimizer)
+
+    ckpt = Checkpointer(run_dir / "checkpoints")
+    start = ckpt.latest_step() or 0
+    if start:
+        params, opt_state, _ = ckpt.restore(state.params, state.opt_state)
+        state = TrainState(params=params, opt_state=opt_state, step=jnp.asarray(start, jnp.int32))
+    atomic_write_text(run_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
+    writer = MetricsWriter(run_dir / "metrics.jsonl", resume_from_step=start if start else None)
+
+    step_fn = data_parallel(make_train_step(graphdef, optimizer), mesh)
+    eval_fn = make_eval_fn(graphdef)
+    data_key, step_key = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), 1))
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    bar = progress(cfg.steps, name, initial=start)
+    if start == 0:
+        writer.write(0, val_loss=evaluate(eval_fn, state.params, val))
+    for s in range(start, end):
+        batch = sample_batch(train, jax.random.fold_in(data_key, s), cfg.batch_size)
+        state, metrics = step_fn(state, shard_batch(batch, mesh), jax.random.fold_in(step_key, s))
+        done = s + 1
+        bar.update(1)
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            loss = float(metrics["loss"])
+            bar.set_postfix(loss=f"{loss:.3f}")
+            writer.write(done, loss=loss, grad_norm=float(metrics["grad_norm"]))
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            writer.write(done, val_loss=evaluate(eval_fn, state.params, val))
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            ckpt.save(done, state.params, state.opt_state, {**meta, "step": done})
+    bar.close()
+    ckpt.close()
+    history = read_metrics(run_dir / "metrics.jsonl")
+    plot_curves(history, ["loss", "val_loss"], run_dir / "loss.png", title=name)
+    return state.params, history
+
+
+def pretrain(cfg: PretrainConfig, run_dir: str | Path, stop_after: int | None = None):
+    """Pretrain a fresh model on the task's corpus. Returns (graphdef, params, tokenizer, history)."""
+    from minirlhf.envs import make_task
+
+    task = make_task(cfg.task)
+    tokenizer = CharTokenizer(task.alphabet)
+    if cfg.model.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"PretrainConfig.model.vocab_size={cfg.model.vocab_size} but the "
+                         f"{cfg.task!r} tokenizer has {tokenizer.vocab_size} tokens")
+    length = cfg.model.max_len
+    train = lm_data_from_texts(tokenizer, task.pretrain_corpus(cfg.n_train, seed=cfg.seed), length)
+    val = lm_data_from_texts(tokenizer, task.pretrain_corpus(cfg.n_val, seed=cfg.seed + 10_000),
+                             length)
+    train, val = trim(train), trim(val)
+    graphdef, params = init_model(cfg.model, jax.random.key(cfg.seed))
+    meta = {"stage": "pretrain", "task": cfg.task, "model": to_dict(cfg.model),
+            "tokenizer": tokenizer.to_json(), "config": to_dict(cfg)}
+    params, history = train_lm(run_dir, cfg, graphdef, params, train, val, meta, "pretrain",
+                               stop_after)
+    return graphdef, params, tokenizer, history
+
+
+def trim(data: LMBatch) -> LMBatch:
+    """Drop padding columns that no row uses (shorter sequences, cheaper steps)."""
+    T = int(data.mask.any(axis=0).nonzero()[0].max()) + 1
+    return jax.tree.map(lambda a: a[:, :T], data)
