@@ -22,7 +22,7 @@ class OptimConfig:
     lr: float = 3e-3
     """Peak learning rate, reached at the end of warm-up."""
     warmup_steps: int = 50
-    """Steps of linear warm-up from 0 to lr."""
+    """Steps of linear warm-up from 0 to lr (at most half the run)."""
     min_lr_ratio: float = 0.1
     """The cosine decays to lr * min_lr_ratio at the last step."""
     weight_decay: float = 0.01
@@ -66,9 +66,11 @@ class TrainState:
 
 def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransformation:
     """AdamW over a warm-up + cosine schedule of `total_steps`, after global-norm clipping."""
+    # A run shorter than its warm-up still gets a decay phase: warm-up is capped at half.
+    warmup = min(cfg.warmup_steps, total_steps // 2)
     schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=cfg.lr, warmup_steps=min(cfg.warmup_steps, total_steps),
-        decay_steps=max(total_steps, 1), end_value=cfg.lr * cfg.min_lr_ratio)
+        init_value=0.0, peak_value=cfg.lr, warmup_steps=warmup,
+        decay_steps=max(total_steps, warmup + 1), end_value=cfg.lr * cfg.min_lr_ratio)
     # Decay matrices only: decaying LayerNorm scales or biases towards 0 only hurts.
     decay_mask = lambda params: jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
     parts = [optax.clip_by_global_norm(cfg.grad_clip)] if cfg.grad_clip > 0 else []

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -62,5 +63,12 @@ def shard_batch(batch, mesh: Mesh):
 
 
 def replicate(tree, mesh: Mesh):
-    """Place a pytree on every device of the mesh."""
+    """A copy of a pytree on every device of the mesh.
+
+    Always a copy: the train step donates its state, and must never consume the caller's
+    own arrays (e.g. a pretrained model the caller still holds).
+    """
+    # An explicit copy: device_put(..., may_alias=False) still reuses the caller's buffer for
+    # one of the replicas when the mesh has several devices (jax 0.10, seen in our tests).
+    tree = jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
     return jax.device_put(tree, NamedSharding(mesh, P()))

@@ -28,7 +28,8 @@ from minirlhf.logging import (MetricsWriter, atomic_write_text, plot_curves, pro
 from minirlhf.losses import next_token_nll
 from minirlhf.model import ModelConfig, forward, init_model
 from minirlhf.optim import OptimConfig, TrainState, init_train_state, make_optimizer
-from minirlhf.parallel import DATA, check_divisible, data_parallel, make_mesh, shard_batch
+from minirlhf.parallel import (DATA, check_divisible, data_parallel, make_mesh, replicate,
+                               shard_batch)
 from minirlhf.tokenizer import CharTokenizer
 
 
@@ -207,8 +208,12 @@ def train_lm(run_dir: str | Path, cfg: LMTrainConfig, graphdef, init_params,
     ckpt = Checkpointer(run_dir / "checkpoints")
     start = ckpt.latest_step() or 0
     if start:
+        _check_same_config(run_dir, cfg)
         params, opt_state, _ = ckpt.restore(state.params, state.opt_state)
         state = TrainState(params=params, opt_state=opt_state, step=jnp.asarray(start, jnp.int32))
+    # Place the state on the mesh up front: its sharding then matches the step's output and
+    # the step compiles once, not twice.
+    state = replicate(state, mesh)
     atomic_write_text(run_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
     writer = MetricsWriter(run_dir / "metrics.jsonl", resume_from_step=start if start else None)
 
@@ -237,6 +242,29 @@ def train_lm(run_dir: str | Path, cfg: LMTrainConfig, graphdef, init_params,
     history = read_metrics(run_dir / "metrics.jsonl")
     plot_curves(history, ["loss", "val_loss"], run_dir / "loss.png", title=name)
     return state.params, history
+
+
+def _check_same_config(run_dir: Path, cfg) -> None:
+    """Refuse to resume a run folder that was started with a different config."""
+    path = run_dir / "config.json"
+    if not path.exists():
+        return
+    old, new = json.loads(path.read_text()), json.loads(json.dumps(to_dict(cfg)))
+    if old != new:
+        diffs = _diff(old, new)
+        raise ValueError(f"run folder {run_dir} holds a run with a different config "
+                         f"({'; '.join(diffs[:5])}); use another output folder or delete it")
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, prefix + k + ".")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} there, {b!r} now")
+    return out
 
 
 def pretrain(cfg: PretrainConfig, run_dir: str | Path, stop_after: int | None = None):

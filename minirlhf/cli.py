@@ -1,0 +1,142 @@
+"""The `minirlhf` command. Its options are generated from the config dataclasses.
+
+    minirlhf pipeline [--preset tiny] [--out runs/pipeline] [--pretrain.steps 100 ...]
+    minirlhf pretrain [--out runs/pretrain] [--steps 300] [--model.d_model 64 ...]
+    minirlhf sft      [--out runs/sft] [--init runs/pretrain] [--steps 200 ...]
+    minirlhf sample   --run runs/sft [--prompt "the pizza was"] [--temperature 0.7 ...]
+
+Every field of a config is an option (nested fields with dots), with the field's docstring
+as its help text: `minirlhf pretrain --help` lists them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from pathlib import Path
+
+from minirlhf.configs import flat_fields, override
+
+_SUPPRESS = argparse.SUPPRESS
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    """One --option per (nested) field of the config class `cls`."""
+    for name, typ, default, doc in flat_fields(cls):
+        if name in skip:
+            continue
+        kwargs = {"default": _SUPPRESS, "help": f"{doc} (default: {default!r})",
+                  "dest": "cfg:" + name, "metavar": name.split(".")[-1].upper()}
+        if typing.get_origin(typ) is typing.Literal:
+            kwargs["choices"] = typing.get_args(typ)
+            kwargs["metavar"] = None
+        elif typ is bool:
+            kwargs["type"] = _parse_bool
+        elif typ in (int, float, str):
+            kwargs["type"] = typ
+        else:
+            raise TypeError(f"{cls.__name__}.{name}: unsupported option type {typ!r}")
+        parser.add_argument(f"--{name}", **kwargs)
+
+
+def config_from_args(base, args: argparse.Namespace):
+    """`base` with every option the user gave applied."""
+    updates = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:")}
+    return override(base, updates)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from minirlhf.generate import SamplingConfig
+    from minirlhf.pipeline import PRESETS, PipelineConfig
+    from minirlhf.pretrain import PretrainConfig
+    from minirlhf.sft import SFTConfig
+
+    parser = argparse.ArgumentParser(
+        prog="minirlhf", description="RLHF from scratch in JAX: pretraining, SFT, sampling.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pipeline", help="the main job: pretrain -> SFT -> samples and summary",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default="runs/pipeline", help="folder for the whole run")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                   help="starting configuration; 'tiny' finishes in well under a minute")
+    add_config_options(p, PipelineConfig, skip={"sft.init"})
+
+    p = sub.add_parser("pretrain", help="pretrain a model on a task's corpus")
+    p.add_argument("--out", default="runs/pretrain", help="run folder")
+    add_config_options(p, PretrainConfig)
+
+    p = sub.add_parser("sft", help="fine-tune a pretrained model on demonstrations")
+    p.add_argument("--out", default="runs/sft", help="run folder")
+    add_config_options(p, SFTConfig)
+
+    p = sub.add_parser("sample", help="sample completions from a trained model")
+    p.add_argument("--run", required=True, help="run folder of a trained model")
+    p.add_argument("--prompt", action="append", default=None,
+                   help="a prompt (repeat for several); default: prompts from the task")
+    p.add_argument("--n", type=int, default=8, help="number of task prompts when none is given")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    add_config_options(p, SamplingConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, TypeError) as err:
+        print(f"minirlhf {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    import jax
+
+    from minirlhf.generate import SamplingConfig
+    from minirlhf.pretrain import PretrainConfig, pretrain
+    from minirlhf.sft import SFTConfig, complete, format_rate, sft
+
+    if args.command == "pipeline":
+        from minirlhf.pipeline import preset, run_pipeline
+
+        cfg = config_from_args(preset(args.preset), args)
+        run_pipeline(cfg, args.out)
+    elif args.command == "pretrain":
+        cfg = config_from_args(PretrainConfig(), args)
+        _, _, _, hist = pretrain(cfg, args.out)
+        print(f"final validation loss {[r['val_loss'] for r in hist if 'val_loss' in r][-1]:.3f}"
+              f" nats/char; run folder {args.out}")
+    elif args.command == "sft":
+        cfg = config_from_args(SFTConfig(), args)
+        _, _, _, hist = sft(cfg, args.out)
+        print(f"final validation loss {[r['val_loss'] for r in hist if 'val_loss' in r][-1]:.3f}"
+              f" nats/char on demonstrations; run folder {args.out}")
+    elif args.command == "sample":
+        from minirlhf.checkpoint import load_model
+        from minirlhf.envs import make_task
+
+        cfg = config_from_args(SamplingConfig(), args)
+        if not Path(args.run).is_dir():
+            raise FileNotFoundError(f"--run {args.run!r} is not a folder")
+        graphdef, params, tokenizer, meta = load_model(args.run)
+        task = make_task(meta["task"])
+        prompts = args.prompt or task.prompts(args.n, seed=args.seed)
+        outs = complete(graphdef, params, tokenizer, prompts, jax.random.key(args.seed), cfg)
+        for prompt, text in zip(prompts, outs):
+            print(f"{prompt!r} -> {text!r}")
+        print(f"{format_rate(task, outs):.0%} follow the demonstrations' format")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

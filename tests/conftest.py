@@ -1,0 +1,29 @@
+import os
+
+# Progress bars would only clutter test logs.
+os.environ.setdefault("MINIRLHF_QUIET", "1")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from minirlhf.envs import make_task  # noqa: E402
+from minirlhf.model import ModelConfig, init_model  # noqa: E402
+from minirlhf.tokenizer import CharTokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def task():
+    return make_task("reviews")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(task):
+    return CharTokenizer(task.alphabet)
+
+
+@pytest.fixture(scope="session")
+def small_model(tokenizer):
+    """A small random model: (graphdef, params)."""
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, max_len=64, d_model=32, n_heads=4,
+                      n_layers=2)
+    return init_model(cfg, jax.random.key(0))

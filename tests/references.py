@@ -1,0 +1,42 @@
+"""Plain reference implementations the tests (and benchmarks) compare the fast code against."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from minirlhf.distributions import token_logprobs
+from minirlhf.generate import Generation, SamplingConfig, sample_token
+from minirlhf.model import forward, last_real_index
+from minirlhf.tokenizer import EOS_ID, PAD_ID
+
+
+def naive_generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConfig,
+                   forward_fn=None) -> Generation:
+    """Generation without a KV cache: a full forward over the whole sequence for every new
+    token, in a Python loop. Same key splitting and sampling as `generate`.
+
+    `forward_fn(params, tokens, mask) -> logits` may be a jitted full forward (the
+    benchmark passes one); by default the eager `forward` is used.
+    """
+    if forward_fn is None:
+        forward_fn = lambda p, t, m: forward(graphdef, p, t, m).logits
+    tokens, mask = jnp.asarray(prompt), jnp.asarray(prompt_mask, bool)
+    B = tokens.shape[0]
+    done = jnp.zeros((B,), bool)
+    out_tokens, out_logprobs, out_mask = [], [], []
+    for _ in range(cfg.max_new_tokens):
+        logits = forward_fn(params, tokens, mask)
+        logits = logits[jnp.arange(B), last_real_index(mask)]  # (B, V) at the last real token
+        key, sub = jax.random.split(key)
+        token = sample_token(sub, logits, cfg)
+        live = ~done
+        token = jnp.where(live, token, PAD_ID)
+        out_logprobs.append(jnp.where(live, token_logprobs(logits, token), 0.0))
+        out_tokens.append(token)
+        out_mask.append(live)
+        tokens = jnp.concatenate([tokens, token[:, None]], axis=1)
+        mask = jnp.concatenate([mask, live[:, None]], axis=1)
+        done = done | (token == EOS_ID)
+    return Generation(tokens=jnp.stack(out_tokens, 1), logprobs=jnp.stack(out_logprobs, 1),
+                      mask=jnp.stack(out_mask, 1), finished=done)

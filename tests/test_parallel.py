@@ -1,0 +1,98 @@
+"""N devices = 1 device: data-parallel train steps on 4 fake CPU devices give the parameters
+of the same steps on 1 device, and of a plain jax.grad + optax update of the pure loss.
+
+The batch's rows have unequal lengths, so the shards hold unequal numbers of target tokens:
+averaging per-device means (instead of psum(sum) / psum(count)) would fail this test, and
+so would a pmean on the gradient (N times too large)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+SCRIPT = textwrap.dedent("""
+    import os, json
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from minirlhf.model import ModelConfig, init_model, forward
+    from minirlhf.losses import next_token_loss
+    from minirlhf.optim import OptimConfig, init_train_state, make_optimizer
+    from minirlhf.parallel import make_mesh, data_parallel, shard_batch, replicate
+    from minirlhf.pretrain import LMBatch, make_train_step
+
+    assert jax.device_count() == 4, jax.devices()
+    g, p = init_model(ModelConfig(max_len=16, d_model=32, n_heads=2, n_layers=2),
+                      jax.random.key(0))
+    # Plain SGD: parameters then differ exactly as gradients do. (Adam divides by sqrt(v),
+    # which turns float noise in near-zero gradients into lr-sized differences.)
+    opt = optax.sgd(0.5)
+    B, T = 8, 12
+    tokens = np.asarray(jax.random.randint(jax.random.key(1), (B, T), 3, 45), np.int32)
+    lengths = np.array([12, 3, 7, 12, 5, 9, 2, 11])  # shards hold unequal token counts
+    mask = np.arange(T)[None] < lengths[:, None]
+    batch = LMBatch(tokens, mask, mask & (np.arange(T)[None] > 0))
+
+    def run(n):
+        mesh = make_mesh(n)
+        step = data_parallel(make_train_step(g, opt), mesh)
+        state = replicate(init_train_state(p, opt), mesh)
+        for i in range(2):
+            state, metrics = step(state, shard_batch(batch, mesh), jax.random.key(i))
+        return state.params, float(metrics["loss"])
+
+    p4, loss4 = run(4)
+    p1, loss1 = run(1)
+    # Independent reference: the pure loss on the whole batch, jax.grad, optax.
+    params, opt_state = p, opt.init(p)
+    for i in range(2):
+        loss_fn = lambda q: next_token_loss(forward(g, q, jnp.asarray(tokens), jnp.asarray(mask)).logits,
+                                            jnp.asarray(tokens), jnp.asarray(batch.loss_mask))
+        ref_loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+    diff = lambda a, b: max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in
+                            zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    moved = diff(p1, p)
+    print(json.dumps({"d41": diff(p4, p1), "d1ref": diff(p1, params), "moved": moved,
+                      "loss4": loss4, "loss1": loss1, "ref_loss": float(ref_loss)}))
+""")
+
+
+@pytest.fixture(scope="module")
+def result():
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_four_devices_equal_one_device(result):
+    assert result["moved"] > 1e-3  # the step really changed the parameters
+    assert result["d41"] < 1e-5, result
+    assert abs(result["loss4"] - result["loss1"]) < 1e-5
+
+
+def test_data_parallel_step_equals_plain_gradient_step(result):
+    assert result["d1ref"] < 1e-5, result
+    assert abs(result["loss1"] - result["ref_loss"]) < 1e-5
+
+
+def test_batch_must_divide_over_devices_and_devices_must_exist():
+    import jax
+    from jax.sharding import Mesh
+
+    from minirlhf.parallel import check_divisible, make_mesh
+
+    check_divisible(7, make_mesh(1))  # one device takes any batch
+    fake_mesh = Mesh(np.array(jax.devices() * 4)[:4].reshape(4), ("data",)) \
+        if len(jax.devices()) >= 4 else None
+    if fake_mesh is not None:
+        with pytest.raises(ValueError, match="batch_size=6 must be divisible by .* 4"):
+            check_divisible(6, fake_mesh)
+    with pytest.raises(ValueError, match="n_devices=99 but only"):
+        make_mesh(99)
