@@ -142,7 +142,7 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation):
         (loss, count), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "tokens": count}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "tokens": count}
         return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     return train_step
