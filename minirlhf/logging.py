@@ -11,12 +11,11 @@ import json
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+import numpy as np
+# A bare Figure draws to files without pyplot, so importing minirlhf never changes the
+# matplotlib backend of a notebook (inline plots keep working).
+from matplotlib.figure import Figure
+from tqdm import tqdm
 
 
 def _plain(value):
@@ -67,7 +66,8 @@ def progress(total: int, desc: str, initial: int = 0, disable: bool | None = Non
 
 def plot_curves(records: list[dict], keys: list[str], path: str | Path, title: str = "") -> None:
     """Plot each metric in `keys` against step (skipping records without it) into a PNG."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for key in keys:
         pts = [(r["step"], r[key]) for r in records if key in r]
         if pts:
@@ -82,5 +82,4 @@ def plot_curves(records: list[dict], keys: list[str], path: str | Path, title: s
     path = Path(path)
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     os.replace(tmp, path)

@@ -121,6 +121,19 @@ def last_real_index(mask: jax.Array) -> jax.Array:
     return T - 1 - jnp.argmax(mask[:, ::-1], axis=-1)
 
 
+def causal_attention_mask(mask: jax.Array) -> jax.Array:
+    """Which keys each query may attend to: earlier-or-same positions that are real tokens.
+
+    Args:
+        mask: (B, T) bool, True on real tokens.
+    Returns:
+        (B, T, T) bool, [b, t, s] = (s <= t) and mask[b, s].
+    """
+    T = mask.shape[-1]
+    causal = jnp.tril(jnp.ones((T, T), bool))  # query t sees keys s <= t
+    return causal[None] & mask[:, None, :]
+
+
 def rotary(x: jax.Array, positions: jax.Array) -> jax.Array:
     """Rotate pairs of features by position-dependent angles (RoPE, Su et al. 2021).
 
@@ -285,9 +298,7 @@ def forward(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
     T = tokens.shape[1]
     if T > model.cfg.max_len:
         raise ValueError(f"sequence length T={T} exceeds ModelConfig.max_len={model.cfg.max_len}")
-    causal = jnp.tril(jnp.ones((T, T), bool))  # query t sees keys s <= t
-    attn_mask = causal[None] & mask[:, None, :]  # (B, T, T)
-    out = model(tokens, positions_from_mask(mask), attn_mask)
+    out = model(tokens, positions_from_mask(mask), causal_attention_mask(mask))
     if model.cfg.scalar_head:
         last = last_real_index(mask)
         h_last = out.hidden[jnp.arange(tokens.shape[0]), last]  # (B, D)

@@ -241,7 +241,9 @@ def train_lm(run_dir: str | Path, cfg: LMTrainConfig, graphdef, init_params,
     ckpt.close()
     history = read_metrics(run_dir / "metrics.jsonl")
     plot_curves(history, ["loss", "val_loss"], run_dir / "loss.png", title=name)
-    return state.params, history
+    # Hand back the parameters on the default device, placed like a fresh model's, so that
+    # sampling from them reuses the compilations made for `init_model` / `load_model`.
+    return jax.device_put(state.params, jax.devices()[0]), history
 
 
 def _check_same_config(run_dir: Path, cfg) -> None:

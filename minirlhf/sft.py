@@ -11,6 +11,7 @@ module builds that mask and calls pretraining's train step and loop unchanged.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class SFTConfig(LMTrainConfig):
     def __post_init__(self):
         super().__post_init__()
         check_positive_ints(self, "n_train", "n_val")
+        # Accept a Path too, stored as text so the config stays JSON (and compares equal).
+        object.__setattr__(self, "init", os.fspath(self.init))
 
 
 def sft_data(tokenizer: CharTokenizer, pairs: list[tuple[str, str]], length: int) -> LMBatch:

@@ -107,3 +107,10 @@ def test_bad_inputs_name_the_problem(small_model):
         forward(g, p, jnp.zeros((1, 5), jnp.int32), jnp.ones((1, 5)))
     with pytest.raises(ValueError, match="exceeds ModelConfig.max_len=64"):
         forward(g, p, jnp.zeros((1, 65), jnp.int32), jnp.ones((1, 65), bool))
+
+
+def test_causal_attention_mask_by_hand():
+    from minirlhf.model import causal_attention_mask
+
+    m = causal_attention_mask(jnp.array([[False, True, True]]))
+    np.testing.assert_array_equal(m[0], [[0, 0, 0], [0, 1, 0], [0, 1, 1]])

@@ -143,3 +143,8 @@ def test_load_model_reads_the_run_folder(trained):
         np.testing.assert_array_equal(a, b)
     lines = (trained["root"] / "sft" / "metrics.jsonl").read_text().splitlines()
     assert all(json.loads(line)["step"] <= 200 for line in lines)
+
+
+def test_sft_config_accepts_a_path(tmp_path):
+    cfg = SFTConfig(init=tmp_path / "pre")
+    assert cfg.init == str(tmp_path / "pre") and json.dumps(dataclasses.asdict(cfg))
