@@ -1,0 +1,338 @@
+"""Speed of the language-model core: training and generation throughput, in tokens/s.
+
+    python benchmarks/bench_lm.py                  # the stated config: minutes on 2 CPU cores
+    python benchmarks/bench_lm.py --skip-torch     # without the PyTorch baseline
+    python benchmarks/bench_lm.py --json out.json  # also write the figures as JSON
+
+Measures, for one small config (2 layers, D 128, 4 heads, T 64, B 64, V 45 -- the reviews
+task's character vocabulary -- learned positions, tied embeddings, MLP ratio 4, GELU):
+
+1. Training: the real step of minirlhf.pretrain (forward, next-token loss, backward, clipped
+   AdamW), wrapped by minirlhf.parallel.data_parallel exactly as `train_lm` runs it, on random
+   tokens. Compilation is timed apart; tokens/s = B * T / step time (median of rounds).
+2. The same training step in eager PyTorch on CPU (benchmarks/baselines/torch_lm.py), if
+   torch is installed, timed in rounds that alternate with the JAX rounds, and the ratio
+   JAX / torch (> 1: JAX is faster per token).
+3. Generation of --new-tokens tokens (48) for B prompts of 4-8 tokens: KV-cached
+   `minirlhf.generate.generate` (one jitted scan) against the naive reference
+   `tests.references.naive_generate`, which re-runs a *jitted* full forward over the whole
+   sequence for every new token. Both are warmed up (compiled) before the timed run;
+   tokens/s counts generated tokens (sum of the response mask): rows that sample EOS stop
+   early (with V = 45 a random model does so about once in 45 tokens), though both paths
+   still run all N steps, so this understates the per-step speed by B*N / generated, and
+   the ratio is unaffected (both generate the same tokens). A greedy run of both checks
+   that they produce the same tokens.
+
+Every figure printed is measured on the machine at hand; none is typed in. Timings on a
+shared machine are noisy: the load average is printed so a busy run can be recognised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # for tests.references (the naive generation reference)
+sys.path.insert(0, str(REPO / "benchmarks"))  # for baselines.torch_lm
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from minirlhf.generate import SamplingConfig, generate  # noqa: E402
+from minirlhf.model import ModelConfig, count_params, forward, init_model  # noqa: E402
+from minirlhf.optim import OptimConfig, init_train_state, make_optimizer  # noqa: E402
+from minirlhf.parallel import check_divisible, data_parallel, make_mesh, shard_batch  # noqa: E402
+from minirlhf.pretrain import LMBatch, make_train_step  # noqa: E402
+from minirlhf.tokenizer import BOS_ID, PAD_ID  # noqa: E402
+from tests.references import naive_generate  # noqa: E402
+
+VOCAB = 45  # the reviews task's character tokenizer: 3 special tokens + 42 characters
+FIRST_CHAR_ID = 3  # ids below are PAD, BOS, EOS
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--layers", type=int, default=2, help="L: transformer blocks")
+    p.add_argument("--d-model", type=int, default=128, help="D: model width")
+    p.add_argument("--heads", type=int, default=4, help="H: attention heads")
+    p.add_argument("--seq", type=int, default=64, help="T: tokens per training sequence")
+    p.add_argument("--batch", type=int, default=64, help="B: sequences per step / prompts")
+    p.add_argument("--vocab", type=int, default=VOCAB, help="V: vocabulary size")
+    p.add_argument("--steps", type=int, default=20, help="timed training steps per repeat")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed repeats of each measurement; the median is reported")
+    p.add_argument("--new-tokens", type=int, default=48, help="N: tokens generated per prompt")
+    p.add_argument("--prompt-len", type=int, default=8, help="P: longest prompt (BOS included)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-torch", action="store_true", help="skip the PyTorch baseline")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the figures to this JSON file")
+    args = p.parse_args(argv)
+    for name in ("layers", "d_model", "heads", "seq", "batch", "vocab", "steps", "repeats",
+                 "new_tokens", "prompt_len"):
+        if getattr(args, name) <= 0:
+            flag = "--" + name.replace("_", "-")
+            p.error(f"{flag} must be a positive integer, got {getattr(args, name)}")
+    if args.seq < 2:
+        p.error(f"--seq must be >= 2 (next-token targets), got {args.seq}")
+    if args.vocab <= FIRST_CHAR_ID:
+        p.error(f"--vocab must exceed {FIRST_CHAR_ID} (PAD, BOS, EOS + characters), "
+                f"got {args.vocab}")
+    return args
+
+
+def timed(fn, repeats: int) -> list[float]:
+    """Wall-clock seconds of `repeats` calls of fn() (fn must block until its work is done)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+# --- training ----------------------------------------------------------------------------
+
+
+def setup_jax_train(model_cfg: ModelConfig, args):
+    """Compile minirlhf's data-parallel LM train step; return (run, info).
+
+    `run(n)` takes n steps on a fixed batch of random tokens and returns their wall-clock
+    seconds (blocking on the result); info holds the compile time and the model size.
+    """
+    mesh = make_mesh()
+    check_divisible(args.batch, mesh, "--batch")
+    graphdef, params = init_model(model_cfg, jax.random.key(args.seed))
+    total_steps = 3 + args.steps * args.repeats
+    optimizer = make_optimizer(OptimConfig(), total_steps)
+    state = init_train_state(params, optimizer)
+    step = data_parallel(make_train_step(graphdef, optimizer), mesh)
+
+    rng = np.random.default_rng(args.seed)
+    tokens = rng.integers(FIRST_CHAR_ID, args.vocab, (args.batch, args.seq), dtype=np.int32)
+    ones = np.ones((args.batch, args.seq), bool)
+    batch = shard_batch(LMBatch(tokens=tokens, mask=ones, loss_mask=ones), mesh)
+    key = jax.random.key(args.seed + 1)
+
+    start = time.perf_counter()
+    compiled = step.lower(state, batch, key).compile()
+    compile_s = time.perf_counter() - start
+
+    # The step donates `state`: always carry on with the returned state, never the old one.
+    carry = {"state": state, "loss": None}
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        s = carry["state"]
+        for i in range(n):
+            s, metrics = compiled(s, batch, jax.random.fold_in(key, i))
+        jax.block_until_ready((s, metrics))
+        carry["state"], carry["loss"] = s, metrics["loss"]
+        return time.perf_counter() - start
+
+    def final_loss() -> float:
+        return float(carry["loss"])
+
+    return run, final_loss, {"compile_s": compile_s, "devices": mesh.shape["data"],
+                             "params": count_params(params)}
+
+
+def setup_torch_train(args):
+    """The PyTorch baseline's (run, info), or None when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from baselines.torch_lm import TorchLMConfig, make_timer
+
+    cfg = TorchLMConfig(vocab_size=args.vocab, max_len=args.seq, d_model=args.d_model,
+                        n_heads=args.heads, n_layers=args.layers)
+    run = make_timer(cfg, args.batch, args.seq, seed=args.seed)
+    return run, {"threads": torch.get_num_threads(), "torch_version": torch.__version__}
+
+
+def bench_train(model_cfg: ModelConfig, args, with_torch: bool):
+    """Training throughput of JAX and (optionally) torch, measured in alternation.
+
+    Each of `--repeats` rounds times `--steps` JAX steps, then `--steps` torch steps, so a
+    change in the machine's load hits both alike; each figure is its median round.
+    Returns (jax figures, torch figures or None).
+    """
+    jax_run, jax_loss, jax_info = setup_jax_train(model_cfg, args)
+    torch_setup = setup_torch_train(args) if with_torch else None
+    runs = {"jax": jax_run}
+    if torch_setup is not None:
+        runs["torch"] = torch_setup[0]
+    for run in runs.values():
+        run(2)  # warm-up: first executions (allocations, thread pools)
+    times = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            times[name].append(run(args.steps))
+    loss = jax_loss()
+    if not np.isfinite(loss):
+        raise RuntimeError(f"the JAX train step produced a non-finite loss {loss}")
+
+    def figures(name, info):
+        step_s = statistics.median(times[name]) / args.steps
+        return {"tokens_per_s": args.batch * args.seq / step_s, "step_s": step_s,
+                "round_s": times[name], **info}
+
+    torch_res = None if torch_setup is None else figures("torch", torch_setup[1])
+    return figures("jax", jax_info), torch_res
+
+
+# --- generation --------------------------------------------------------------------------
+
+
+def make_prompts(args) -> tuple[np.ndarray, np.ndarray]:
+    """B left-padded prompts: BOS + 3..P-1 random characters. ((B, P) int32, (B, P) bool)."""
+    rng = np.random.default_rng(args.seed + 2)
+    B, P = args.batch, args.prompt_len
+    lengths = rng.integers(max(1, P - 4), P + 1, B)  # real tokens per row, BOS included
+    prompt = np.full((B, P), PAD_ID, np.int32)
+    mask = np.zeros((B, P), bool)
+    for row, n in enumerate(lengths):
+        prompt[row, P - n] = BOS_ID
+        prompt[row, P - n + 1:] = rng.integers(FIRST_CHAR_ID, args.vocab, n - 1)
+        mask[row, P - n:] = True
+    return prompt, mask
+
+
+def bench_generation(model_cfg: ModelConfig, args) -> dict:
+    """KV-cached generation against the naive full-forward-per-token reference."""
+    graphdef, params = init_model(model_cfg, jax.random.key(args.seed))
+    prompt, prompt_mask = map(jnp.asarray, make_prompts(args))
+    key = jax.random.key(args.seed + 3)
+    sample = SamplingConfig(max_new_tokens=args.new_tokens, temperature=1.0)
+    greedy = SamplingConfig(max_new_tokens=args.new_tokens, temperature=0.0)
+    full_forward = jax.jit(lambda p, t, m: forward(graphdef, p, t, m).logits)
+
+    def kv(cfg=sample):
+        return jax.block_until_ready(generate(graphdef, params, prompt, prompt_mask, key, cfg))
+
+    def naive(cfg=sample):
+        return jax.block_until_ready(naive_generate(graphdef, params, prompt, prompt_mask, key,
+                                                    cfg, forward_fn=full_forward))
+
+    start = time.perf_counter()
+    gen = kv()  # compiles the prefill + decoding scan
+    kv_compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    naive_gen = naive()  # compiles the full forward once per sequence length
+    naive_warmup_s = time.perf_counter() - start
+
+    kv_s = statistics.median(timed(kv, args.repeats))
+    naive_s = statistics.median(timed(naive, max(1, args.repeats - 1)))
+    kv_tokens, naive_tokens = int(gen.mask.sum()), int(naive_gen.mask.sum())
+
+    greedy_kv, greedy_naive = kv(greedy), naive(greedy)
+    greedy_match = bool(jnp.array_equal(greedy_kv.tokens, greedy_naive.tokens)
+                        and jnp.array_equal(greedy_kv.mask, greedy_naive.mask))
+    sampled_match = bool(jnp.array_equal(gen.tokens, naive_gen.tokens))
+    kv_tps, naive_tps = kv_tokens / kv_s, naive_tokens / naive_s
+    return {"kv_tokens_per_s": kv_tps, "naive_tokens_per_s": naive_tps,
+            "ratio_kv_over_naive": kv_tps / naive_tps, "kv_s": kv_s, "naive_s": naive_s,
+            "kv_tokens": kv_tokens, "naive_tokens": naive_tokens,
+            "kv_compile_s": kv_compile_s, "naive_warmup_s": naive_warmup_s,
+            "greedy_match": greedy_match, "sampled_match": sampled_match}
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    max_len = max(args.seq, args.prompt_len + args.new_tokens)
+    try:
+        model_cfg = ModelConfig(vocab_size=args.vocab, max_len=max_len, d_model=args.d_model,
+                                n_heads=args.heads, n_layers=args.layers, mlp_ratio=4,
+                                positions="learned", tie_embeddings=True)
+    except ValueError as err:
+        sys.exit(f"bad model config: {err}")
+    config = (f"L={args.layers} D={args.d_model} H={args.heads} T={args.seq} B={args.batch} "
+              f"V={args.vocab} mlp=4x GELU, learned positions, tied embeddings")
+    machine = (f"{platform.machine()} {os.cpu_count()} CPU cores, jax {jax.__version__} on "
+               f"{jax.default_backend()}, python {platform.python_version()}")
+    print(f"config:  {config}")
+    print(f"machine: {machine}")
+    load_before = os.getloadavg()[0]
+    print(f"load average (1 min) at start: {load_before:.2f}", flush=True)
+
+    print("\n[1/2] training: JAX step and PyTorch baseline, alternating ...", flush=True)
+    train, torch_res = bench_train(model_cfg, args, with_torch=not args.skip_torch)
+    print(f"      JAX   {train['tokens_per_s']:,.0f} tokens/s  "
+          f"({train['step_s'] * 1e3:.1f} ms/step, compile {train['compile_s']:.1f} s, "
+          f"{train['params']:,} params)", flush=True)
+    if args.skip_torch:
+        print("      torch skipped (--skip-torch)")
+    elif torch_res is None:
+        print("      torch not installed, skipped (pip install -e '.[bench]')")
+    else:
+        print(f"      torch {torch_res['tokens_per_s']:,.0f} tokens/s  "
+              f"({torch_res['step_s'] * 1e3:.1f} ms/step, torch {torch_res['torch_version']}, "
+              f"{torch_res['threads']} threads)", flush=True)
+
+    print(f"[2/2] generation of {args.new_tokens} tokens (KV cache vs naive) ...", flush=True)
+    gen = bench_generation(model_cfg, args)
+    print(f"      greedy outputs identical: {gen['greedy_match']}; sampled (same key) "
+          f"identical: {gen['sampled_match']}", flush=True)
+    load_after = os.getloadavg()[0]
+
+    ratio = None if torch_res is None else train["tokens_per_s"] / torch_res["tokens_per_s"]
+    if torch_res is not None:
+        torch_cell = f"{torch_res['tokens_per_s']:,.0f}"
+    else:
+        torch_cell = "skipped" if args.skip_torch else "n/a (torch not installed)"
+    ratio_cell = "n/a" if ratio is None else f"{ratio:.2f}x"
+    rows = [
+        ("config", config),
+        ("JAX train tokens/s", f"{train['tokens_per_s']:,.0f}"),
+        ("torch train tokens/s", torch_cell),
+        ("ratio JAX / torch (train)", ratio_cell),
+        ("JAX train-step compile time", f"{train['compile_s']:.1f} s"),
+        (f"KV-cached generation tokens/s (N={args.new_tokens})", f"{gen['kv_tokens_per_s']:,.0f}"),
+        ("naive generation tokens/s", f"{gen['naive_tokens_per_s']:,.0f}"),
+        ("ratio KV / naive (generation)", f"{gen['ratio_kv_over_naive']:.1f}x"),
+        ("generated tokens / B*N slots", f"{gen['kv_tokens']} / {args.batch * args.new_tokens}"),
+        ("KV generation compile time", f"{gen['kv_compile_s']:.1f} s"),
+        ("greedy KV == naive", str(gen["greedy_match"])),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print("\n" + "-" * (width + 40))
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print("-" * (width + 40))
+    print(f"load average (1 min): {load_before:.2f} at start, {load_after:.2f} at end"
+          + ("  -- the machine was busy, timings are noisy" if load_after > (os.cpu_count() or 1)
+             else ""))
+    if not gen["greedy_match"]:
+        print("WARNING: greedy KV-cached and naive generation differ")
+
+    figures = {"config": {"layers": args.layers, "d_model": args.d_model, "heads": args.heads,
+                          "seq": args.seq, "batch": args.batch, "vocab": args.vocab,
+                          "new_tokens": args.new_tokens, "prompt_len": args.prompt_len,
+                          "steps": args.steps, "repeats": args.repeats},
+               "machine": machine, "load_average": [load_before, load_after],
+               "jax_train": train, "torch_train": torch_res,
+               "ratio_jax_over_torch": ratio, "generation": gen}
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(figures, indent=2))
+        tmp.replace(args.json)  # atomic: never a half-written file
+        print(f"figures written to {args.json}")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
