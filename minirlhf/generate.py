@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx, struct
 
 from minirlhf.distributions import token_logprobs
@@ -199,11 +200,12 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: jax.Array,
     """
     chex.assert_rank(prompt, 2)
     chex.assert_equal_shape([prompt, prompt_mask])
-    prompt_mask = jnp.asarray(prompt_mask, bool)
-    if not bool(jnp.all(jnp.any(prompt_mask, axis=-1))):
+    # Checked on the host: a device reduction here would wait for queued work.
+    if not np.asarray(prompt_mask, bool).any(axis=-1).all():
         raise ValueError("every prompt needs at least one real token (e.g. BOS); a row of "
                          "prompt_mask is all False")
-    return _generate_jit(graphdef, params, jnp.asarray(prompt, jnp.int32), prompt_mask, key,
+    return _generate_jit(graphdef, params, jnp.asarray(prompt, jnp.int32),
+                         jnp.asarray(prompt_mask, bool), key,
                          cfg, eos_id, pad_id)
 
 
