@@ -9,7 +9,6 @@ that a resume could pick up. No pickle anywhere.
 
 from __future__ import annotations
 
-import json
 import logging as _stdlib_logging
 from pathlib import Path
 

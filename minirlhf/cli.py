@@ -3,7 +3,7 @@
     minirlhf pipeline [--preset tiny] [--out runs/pipeline] [--pretrain.steps 100 ...]
     minirlhf pretrain [--out runs/pretrain] [--steps 300] [--model.d_model 64 ...]
     minirlhf sft      [--out runs/sft] [--init runs/pretrain] [--steps 200 ...]
-    minirlhf sample   --run runs/sft [--prompt "the pizza was"] [--temperature 0.7 ...]
+    minirlhf sample   --run runs/pipeline/sft [--prompt "the pizza was"] [--temperature 0.7 ...]
 
 Every field of a config is an option (nested fields with dots), with the field's docstring
 as its help text: `minirlhf pretrain --help` lists them all.
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except (ValueError, FileNotFoundError, TypeError) as err:
+    except (ValueError, FileNotFoundError) as err:
         print(f"minirlhf {args.command}: error: {err}", file=sys.stderr)
         return 2
 

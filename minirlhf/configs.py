@@ -37,18 +37,23 @@ def _resolved_types(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def flat_fields(cls, prefix: str = "") -> list[tuple[str, Any, Any, str]]:
-    """(dotted name, type, default, doc) of every leaf field, descending into nested configs."""
+def flat_fields(cls, prefix: str = "", instance=None) -> list[tuple[str, Any, Any, str]]:
+    """(dotted name, type, default, doc) of every leaf field, descending into nested configs.
+
+    Defaults are read from `instance` (default: `cls()`), so a nested config's defaults are
+    the parent's (e.g. SFTConfig's optimiser), not those of the nested class alone.
+    """
     out = []
     types = _resolved_types(cls)
     docs = field_docs(cls)
+    instance = cls() if instance is None else instance
     for f in dataclasses.fields(cls):
         typ = types[f.name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        value = getattr(instance, f.name)
         if dataclasses.is_dataclass(typ):
-            out.extend(flat_fields(typ, prefix + f.name + "."))
+            out.extend(flat_fields(typ, prefix + f.name + ".", value))
         else:
-            out.append((prefix + f.name, typ, default, docs.get(f.name, "")))
+            out.append((prefix + f.name, typ, value, docs.get(f.name, "")))
     return out
 
 

@@ -200,8 +200,9 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: jax.Array,
     """
     chex.assert_rank(prompt, 2)
     chex.assert_equal_shape([prompt, prompt_mask])
-    # Checked on the host: a device reduction here would wait for queued work.
-    if not np.asarray(prompt_mask, bool).any(axis=-1).all():
+    # Checked only on concrete values: under an outer jit (a rollout) the mask is a tracer.
+    if not isinstance(prompt_mask, jax.core.Tracer) and \
+            not np.asarray(prompt_mask, bool).any(axis=-1).all():
         raise ValueError("every prompt needs at least one real token (e.g. BOS); a row of "
                          "prompt_mask is all False")
     return _generate_jit(graphdef, params, jnp.asarray(prompt, jnp.int32),

@@ -43,9 +43,21 @@ class MetricsWriter:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a metrics.jsonl file."""
-    with Path(path).open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of a metrics.jsonl file.
+
+    A last line cut short (a crash in the middle of a write) is dropped; a bad line anywhere
+    else is an error naming its line number.
+    """
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}, line {number}: not a JSON record ({err})") from None
+    return records
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -74,7 +86,7 @@ def plot_curves(records: list[dict], keys: list[str], path: str | Path, title: s
             steps, values = np.array(pts).T
             ax.plot(steps, values, label=key, marker="." if len(pts) < 30 else None)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats / token)")
+    ax.set_ylabel("loss (nats per token; a token is a character)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import chex
 import jax
-import jax.numpy as jnp
 
 from minirlhf.distributions import masked_mean, token_logprobs
 

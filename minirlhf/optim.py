@@ -80,5 +80,6 @@ def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransfor
 
 
 def init_train_state(params, optimizer: optax.GradientTransformation) -> TrainState:
+    """A TrainState at step 0: `params`, the optimiser's fresh state for them, step = 0."""
     return TrainState(params=params, opt_state=optimizer.init(params),
                       step=jnp.zeros((), jnp.int32))

@@ -38,9 +38,9 @@ def make_mesh(n_devices: int | None = None) -> Mesh:
     return Mesh(np.array(devices[:n]), (DATA,))
 
 
-def check_divisible(batch_size: int, mesh: Mesh, what: str = "batch_size") -> None:
-    """Raise unless the batch splits evenly over the mesh's devices."""
-    n = mesh.shape[DATA]
+def check_divisible(batch_size: int, mesh: Mesh | int, what: str = "batch_size") -> None:
+    """Raise unless the batch splits evenly over the mesh's devices (or over `mesh` devices)."""
+    n = mesh if isinstance(mesh, int) else mesh.shape[DATA]
     if batch_size % n:
         raise ValueError(f"{what}={batch_size} must be divisible by the number of devices ({n})")
 

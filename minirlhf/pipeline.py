@@ -72,8 +72,15 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print) -> dict:
     Returns the summary as a dict.
     """
     out = Path(out)
+    task = make_task(cfg.pretrain.task)
+    # Refuse a sampling budget the model cannot hold now, not after minutes of training.
+    needed = 1 + task.max_prompt_chars + cfg.sampling.max_new_tokens
+    if needed > cfg.pretrain.model.max_len:
+        raise ValueError(
+            f"sampling.max_new_tokens={cfg.sampling.max_new_tokens} plus the task's longest "
+            f"prompt ({task.max_prompt_chars} characters + BOS) needs {needed} positions, more "
+            f"than pretrain.model.max_len={cfg.pretrain.model.max_len}")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "pipeline_config.json", json.dumps(to_dict(cfg), indent=2))
     sft_cfg = dataclasses.replace(cfg.sft, init=str(out / "pretrain"))
 
     echo("[1/2] pretraining on the task corpus")
@@ -81,7 +88,8 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print) -> dict:
     echo("[2/2] supervised fine-tuning on demonstrations")
     g, sft_params, _, sft_hist = sft(sft_cfg, out / "sft")
 
-    task = make_task(cfg.pretrain.task)
+    atomic_write_text(out / "pipeline_config.json",
+                      json.dumps(to_dict(dataclasses.replace(cfg, sft=sft_cfg)), indent=2))
     prompts = task.prompts(cfg.n_samples, seed=cfg.seed + 777)
     key = jax.random.key(cfg.seed)
     before = complete(g, pre_params, tokenizer, prompts, key, cfg.sampling)

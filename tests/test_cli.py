@@ -54,11 +54,13 @@ def test_sample_with_an_unknown_character_is_a_clear_error(pipeline_run, capsys)
     (["pretrain", "--steps", "0"], "PretrainConfig.steps must be a positive integer, got 0"),
     (["pretrain", "--model.n_heads", "3"], "n_heads=3 must divide d_model=128"),
     (["sample", "--run", "/nonexistent/run"], "is not a folder"),
+    (["pipeline", "--sampling.max_new_tokens", "110"], "more than pretrain.model.max_len=128"),
     (["sft", "--init", "/nonexistent/run"], "is not a run folder with checkpoints"),
 ])
 def test_bad_values_give_errors_naming_them(argv, message, capsys, tmp_path):
     assert main(argv + (["--out", str(tmp_path / "o")] if argv[0] != "sample" else [])) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before any work
 
 
 def test_unknown_option_and_bad_choice_are_rejected(capsys):
@@ -76,3 +78,10 @@ def test_console_script_help_lists_documented_options():
     assert proc.returncode == 0
     assert "--model.d_model" in proc.stdout and "width of the residual stream" in proc.stdout
     assert "--optim.lr" in proc.stdout and "Peak learning rate" in proc.stdout
+
+
+def test_sft_help_shows_the_real_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["sft", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 0.001)" in out and "(default: 0.003)" not in out

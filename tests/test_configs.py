@@ -38,3 +38,9 @@ def test_unknown_fields_and_presets_are_named():
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         preset("huge")
     assert preset("tiny").pretrain.steps < PretrainConfig().steps
+
+
+def test_nested_defaults_are_the_parents():
+    defaults = {name: value for name, _, value, _ in flat_fields(SFTConfig)}
+    assert defaults["optim.lr"] == SFTConfig().optim.lr == 1e-3
+    assert defaults["optim.warmup_steps"] == 20

@@ -14,7 +14,6 @@ test reads both with jupytext and fails if their cells differ, so they cannot dr
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 from pathlib import Path

@@ -148,3 +148,14 @@ def test_load_model_reads_the_run_folder(trained):
 def test_sft_config_accepts_a_path(tmp_path):
     cfg = SFTConfig(init=tmp_path / "pre")
     assert cfg.init == str(tmp_path / "pre") and json.dumps(dataclasses.asdict(cfg))
+
+
+def test_metrics_reader_drops_a_cut_short_last_line(tmp_path):
+    from minirlhf.logging import read_metrics
+
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
+    assert read_metrics(path) == [{"step": 1, "loss": 2.0}]
+    path.write_text('{"step": 1\n{"step": 2}\n')
+    with pytest.raises(ValueError, match="line 1: not a JSON record"):
+        read_metrics(path)
