@@ -40,6 +40,13 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def _step(self, step: int | None) -> int:
+        """`step`, or the latest one; an error naming the folder if there is none."""
+        step = self.manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        return step
+
     def save(self, step: int, params, opt_state, meta: dict) -> None:
         """Write checkpoint `step` atomically (blocks until it is on disk)."""
         self.manager.save(step, args=ocp.args.Composite(
@@ -50,9 +57,7 @@ class Checkpointer:
 
     def restore(self, params_like, opt_state_like, step: int | None = None):
         """(params, opt_state, meta) of checkpoint `step` (default: the latest)."""
-        step = self.manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        step = self._step(step)
         out = self.manager.restore(step, args=ocp.args.Composite(
             params=ocp.args.StandardRestore(_abstract(params_like)),
             opt_state=ocp.args.StandardRestore(_abstract(opt_state_like)),
@@ -61,18 +66,14 @@ class Checkpointer:
 
     def restore_params(self, params_like, step: int | None = None):
         """(params, meta) of checkpoint `step` (default: the latest), without optimiser state."""
-        step = self.manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        step = self._step(step)
         out = self.manager.restore(step, args=ocp.args.Composite(
             params=ocp.args.StandardRestore(_abstract(params_like)),
             meta=ocp.args.JsonRestore()))
         return out.params, out.meta
 
     def read_meta(self, step: int | None = None) -> dict:
-        step = self.manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        step = self._step(step)
         return self.manager.restore(step, args=ocp.args.Composite(
             meta=ocp.args.JsonRestore())).meta
 

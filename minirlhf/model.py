@@ -268,7 +268,7 @@ def count_params(params) -> int:
     return sum(x.size for x in jax.tree.leaves(params))
 
 
-def _check_tokens(tokens, mask, cfg: ModelConfig):
+def _check_tokens(tokens, mask):
     chex.assert_rank(tokens, 2)
     chex.assert_equal_shape([tokens, mask])
     if not jnp.issubdtype(tokens.dtype, jnp.integer):
@@ -293,7 +293,7 @@ def forward(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
         a value head, and scalar (B,) -- the scalar head at each row's last real token.
     """
     model = nnx.merge(graphdef, params)
-    _check_tokens(tokens, mask, model.cfg)
+    _check_tokens(tokens, mask)
     T = tokens.shape[1]
     if T > model.cfg.max_len:
         raise ValueError(f"sequence length T={T} exceeds ModelConfig.max_len={model.cfg.max_len}")
@@ -332,7 +332,7 @@ def forward_cached(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
         ModelOutput with logits (B, T, V), values (B, T) if any, and the updated cache.
     """
     model = nnx.merge(graphdef, params)
-    _check_tokens(tokens, mask, model.cfg)
+    _check_tokens(tokens, mask)
     B, T = tokens.shape
     S = cache.valid.shape[1]
     valid = jax.lax.dynamic_update_slice(cache.valid, mask, (0, index))  # (B, S)
