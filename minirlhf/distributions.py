@@ -38,3 +38,55 @@ def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     """Mean of x over the entries where mask is True; 0 if there are none."""
     count = jnp.sum(mask)
     return masked_sum(x, mask) / jnp.maximum(count, 1)
+
+
+def categorical_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
+    """Sample a ~ softmax(logits) per row. (..., V) -> (...) int32."""
+    return jax.random.categorical(key, logits.astype(jnp.float32), axis=-1).astype(jnp.int32)
+
+
+# --- diagonal Gaussian (continuous actions) ---------------------------------------------
+#
+# pi(a | s) = N(a; mu(s), diag(sigma^2)) with a state-independent log sigma, as in the PPO
+# paper's continuous-control experiments (Schulman et al. 2017, section 6.1).
+
+_LOG_2PI = float(jnp.log(2.0 * jnp.pi))
+
+
+def gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """a = mu + sigma * eps, eps ~ N(0, I). mean (..., A), log_std broadcastable -> (..., A)."""
+    return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+
+
+def gaussian_logprob(action: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """log N(a; mu, diag(sigma^2)) summed over the A action dimensions. (..., A) -> (...)."""
+    z = (action - mean) * jnp.exp(-log_std)
+    log_std = jnp.broadcast_to(log_std, mean.shape)
+    return jnp.sum(-0.5 * z ** 2 - log_std - 0.5 * _LOG_2PI, axis=-1)
+
+
+def gaussian_entropy(mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """H = sum_i (log sigma_i + 0.5 log(2 pi e)). mean (..., A) gives the batch shape -> (...)."""
+    log_std = jnp.broadcast_to(log_std, mean.shape)
+    return jnp.sum(log_std + 0.5 * (_LOG_2PI + 1.0), axis=-1)
+
+
+def whiten(x: jax.Array, mask: jax.Array | None = None, shift_mean: bool = True,
+           eps: float = 1e-8) -> jax.Array:
+    """(x - mean) / std over the entries where mask is True (all if mask is None).
+
+    PPO's advantage normalisation (the "advantage normalisation" detail of Engstrom et al.
+    2020 / Huang et al. 2022); with shift_mean=False only the scale changes, as for rewards
+    in lm-human-preferences. Entries outside the mask are returned unchanged.
+    """
+    if mask is None:
+        mask = jnp.ones(x.shape, bool)
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    # Bessel's correction, as torch.std (CleanRL) computes it.
+    n = jnp.sum(mask)
+    var = var * n / jnp.maximum(n - 1, 1)
+    out = (x - mean) * jax.lax.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return jnp.where(mask, out, x)
