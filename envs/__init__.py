@@ -2,11 +2,29 @@
 
 Text tasks provide a pretraining corpus, prompts and demonstrations (and, in later issues,
 gold rewards and simulated labelers). Look one up by name with `make_task`.
+
+Gym tasks are pure-JAX ports of gymnasium's classic control (CartPole-v1, Acrobot-v1,
+MountainCar-v0, Pendulum-v1) behind the functional interface of `core.JaxEnv`; look one up
+with `make_env`. Importing this package also registers them with gymnasium as
+"minirlhf/<id>" (see `gym_adapter`).
 """
 
+from minirlhf.envs.acrobot import Acrobot, AcrobotParams, AcrobotState
+from minirlhf.envs.cartpole import CartPole, CartPoleParams, CartPoleState
+from minirlhf.envs.core import AutoReset, AutoResetState, JaxEnv
+from minirlhf.envs.gym_adapter import JaxGymEnv, register_envs
+from minirlhf.envs.mountain_car import MountainCar, MountainCarParams, MountainCarState
+from minirlhf.envs.pendulum import Pendulum, PendulumParams, PendulumState
 from minirlhf.envs.reviews import ReviewTask
 
 TASKS = {"reviews": ReviewTask}
+
+GYM_TASKS = {
+    "CartPole-v1": CartPole,
+    "Acrobot-v1": Acrobot,
+    "MountainCar-v0": MountainCar,
+    "Pendulum-v1": Pendulum,
+}
 
 
 def make_task(name: str):
@@ -16,4 +34,20 @@ def make_task(name: str):
     return TASKS[name]()
 
 
-__all__ = ["ReviewTask", "TASKS", "make_task"]
+def make_env(name: str) -> JaxEnv:
+    """The JAX gym task `name`, e.g. "CartPole-v1" (the gymnasium id "minirlhf/CartPole-v1"
+    is accepted too). Use it with its `default_params()`, or wrap it in `AutoReset`."""
+    key = name.removeprefix("minirlhf/") if isinstance(name, str) else name
+    if key not in GYM_TASKS:
+        raise ValueError(f"unknown gym task {name!r}; known tasks: {sorted(GYM_TASKS)} "
+                         "(optionally prefixed 'minirlhf/')")
+    return GYM_TASKS[key]()
+
+
+register_envs()
+
+__all__ = ["ReviewTask", "TASKS", "make_task", "GYM_TASKS", "make_env", "register_envs",
+           "JaxEnv", "JaxGymEnv", "AutoReset", "AutoResetState",
+           "CartPole", "CartPoleParams", "CartPoleState", "Acrobot", "AcrobotParams",
+           "AcrobotState", "MountainCar", "MountainCarParams", "MountainCarState",
+           "Pendulum", "PendulumParams", "PendulumState"]

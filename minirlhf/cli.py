@@ -4,6 +4,8 @@
     minirlhf pretrain [--out runs/pretrain] [--steps 300] [--model.d_model 64 ...]
     minirlhf sft      [--out runs/sft] [--init runs/pretrain] [--steps 200 ...]
     minirlhf sample   --run runs/pipeline/sft [--prompt "the pizza was"] [--temperature 0.7 ...]
+    minirlhf ppo      [--preset cartpole] [--env Pendulum-v1] [--num_seeds 4 ...]
+    minirlhf ppo-eval --run runs/ppo [--episodes 10] [--video ep.gif] [--filmstrip ep.png]
 
 Every field of a config is an option (nested fields with dots), with the field's docstring
 as its help text: `minirlhf pretrain --help` lists them all.
@@ -87,6 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=8, help="number of task prompts when none is given")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     add_config_options(p, SamplingConfig)
+
+    from minirlhf.ppo import PPOConfig
+    from minirlhf.ppo import PRESETS as PPO_PRESETS
+
+    p = sub.add_parser("ppo", help="train PPO agents on a gym task (JAX port or gymnasium id)")
+    p.add_argument("--out", default="runs/ppo", help="run folder (overwritten)")
+    p.add_argument("--preset", default="cartpole", choices=sorted(PPO_PRESETS),
+                   help="starting configuration (task and tuned hyperparameters)")
+    add_config_options(p, PPOConfig)
+
+    p = sub.add_parser("ppo-eval", help="evaluate a trained PPO agent; optionally film it")
+    p.add_argument("--run", required=True, help="run folder written by `minirlhf ppo`")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to average over")
+    p.add_argument("--seed", type=int, default=1000, help="seed of the first episode")
+    p.add_argument("--agent", type=int, default=None,
+                   help="which of the run's agents (default: best final return)")
+    p.add_argument("--stochastic", action="store_true",
+                   help="sample actions instead of taking the most likely one")
+    p.add_argument("--video", default=None, help="write the first episode as a GIF here")
+    p.add_argument("--filmstrip", default=None,
+                   help="write frames of the first episode side by side as a PNG here")
     return parser
 
 
@@ -102,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     import jax
 
+    from minirlhf.parallel import enable_compilation_cache
+
+    enable_compilation_cache()
     from minirlhf.generate import SamplingConfig
     from minirlhf.pretrain import PretrainConfig, pretrain
     from minirlhf.sft import SFTConfig, complete, format_rate, sft
@@ -121,6 +147,26 @@ def _run(args) -> int:
         _, _, _, hist = sft(cfg, args.out)
         print(f"final validation loss {[r['val_loss'] for r in hist if 'val_loss' in r][-1]:.3f}"
               f" nats/char on demonstrations; run folder {args.out}")
+    elif args.command == "ppo":
+        from minirlhf.gym_train import train_agents
+        from minirlhf.ppo import PRESETS as PPO_PRESETS
+
+        cfg = config_from_args(PPO_PRESETS[args.preset], args)
+        summary = train_agents(cfg, args.out)
+        finals = ", ".join(f"seed {k}: {v:.1f}" for k, v in summary["final_return"].items())
+        print(f"PPO on {summary['env']} ({summary['backend']}), {summary['env_steps']:,} env "
+              f"steps per agent; final mean return {finals}; run folder {args.out}")
+    elif args.command == "ppo-eval":
+        from minirlhf.gym_train import evaluate_agent
+
+        res = evaluate_agent(args.run, args.episodes, args.seed, args.agent,
+                             not args.stochastic, args.video, args.filmstrip)
+        print(f"agent seed {res['agent_seed']}: return {res['mean_return']:.1f} +- "
+              f"{res['std_return']:.1f} over {args.episodes} episodes "
+              f"(lengths {min(res['lengths'])}-{max(res['lengths'])})")
+        for name in ("video", "filmstrip"):
+            if getattr(args, name):
+                print(f"{name} written to {getattr(args, name)}")
     elif args.command == "sample":
         from minirlhf.checkpoint import load_model
         from minirlhf.envs import make_task

@@ -2,6 +2,8 @@ import os
 
 # Progress bars would only clutter test logs.
 os.environ.setdefault("MINIRLHF_QUIET", "1")
+# The CLI keeps compiled programs in a persistent cache; tests must not fill the user's.
+os.environ.setdefault("MINIRLHF_CACHE_DIR", "")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
