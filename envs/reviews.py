@@ -19,6 +19,7 @@ same seed gives the same data.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -48,6 +49,14 @@ NEG_VERBS = ("hated", "disliked", "regretted")
 NEU_VERBS = ("noticed", "saw", "remember")
 INTENSIFIERS = ("really", "very", "quite", "so")
 OPENINGS = ("the {item} was", "i thought the {item} was", "this {item} is", "my {item} was")
+
+# Every word the grammar can write: the gold reward's fluency term counts the others as babble.
+VOCABULARY = frozenset(
+    {w for item, aspects in ASPECTS.items() for w in (item, *aspects)}
+    | set(POSITIVE) | set(NEGATIVE) | set(NEUTRAL) | set(POS_VERBS) | set(NEG_VERBS)
+    | set(NEU_VERBS) | set(INTENSIFIERS)
+    | {w for o in OPENINGS for w in o.replace("{item}", "").split()}
+    | {"a", "the", "i", "was", "rating"})
 
 SENTIMENTS = ("positive", "negative", "neutral")
 RATING = {"positive": (4, 5), "negative": (1, 2), "neutral": (3,)}
@@ -134,6 +143,29 @@ class ReviewTask:
     def follows_format(self, response: str) -> bool:
         """Whether a completion has the demonstrations' shape: sentences, then " rating: k/5"."""
         return bool(_FORMAT.match(response))
+
+    def gold_reward(self, response: str) -> float:
+        """The hidden "true" quality of a response: what the simulated labelers judge by.
+
+        A real user never sees this number; the task knows it so that experiments can ask
+        how well a reward model (or a policy) tracks the truth. It rewards positive
+        sentiment, but only in fluent text, so it cannot be maxed by babble:
+
+            sentiment = tanh((#positive - #negative) / 2)      in (-1, 1), saturating
+            fluency   = (share of words the review grammar knows) * (share of distinct words)
+            gold      = sentiment * fluency + (fluency - 1) + 0.25 * [follows the format]
+
+        "great. i loved the crust. rating: 5/5" scores about 1.0, a negative review about
+        -0.5, a neutral one 0.25, "great great great great" about -0.5, an empty response -2.
+        """
+        words = re.findall(r"[a-z]+", response)
+        if not words:
+            return -2.0
+        pos = sum(w in POSITIVE or w in POS_VERBS for w in words)
+        neg = sum(w in NEGATIVE or w in NEG_VERBS for w in words)
+        fluency = (sum(w in VOCABULARY for w in words) / len(words)) * (len(set(words)) / len(words))
+        format_bonus = 0.25 if self.follows_format(response) else 0.0
+        return float(math.tanh((pos - neg) / 2) * fluency + (fluency - 1.0) + format_bonus)
 
     def sentiment_score(self, text: str) -> int:
         """(#positive - #negative) lexicon words: a crude sentiment, for diagnostics."""

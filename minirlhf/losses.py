@@ -130,3 +130,92 @@ def clip_fraction(logp: jax.Array, old_logp: jax.Array, clip_eps: float,
     """The fraction of entries whose ratio left [1 - eps, 1 + eps] (a diagnostic)."""
     outside = jnp.abs(jnp.exp(logp - old_logp) - 1.0) > clip_eps
     return masked_mean(outside.astype(jnp.float32), _mask(logp, mask))
+
+
+# --- preferences: Bradley-Terry (Christiano et al. 2017, eq. 1) ----------------------------
+
+
+def bradley_terry_loss(r_a: jax.Array, r_b: jax.Array, prob_a: jax.Array | float = 1.0,
+                       mask: jax.Array | None = None) -> jax.Array:
+    """The preference loss: cross-entropy between the label and P(a > b) = sigma(r_a - r_b).
+
+        L = -mean [ p log sigma(r_a - r_b) + (1 - p) log sigma(r_b - r_a) ]
+
+    With p = 1 ("a was chosen") this is -log sigma(r_w - r_l): the decks' "2-class
+    cross-entropy" (deck "Large Language Models and RL from Human Feedback", slides
+    "Learning from Preferences" and "Learning from Preferences in practice"), the
+    Bradley-Terry model of Christiano et al. 2017 (eq. 1) and
+    InstructGPT. A soft p in (0, 1) is a noisy or smoothed label (label smoothing eps is
+    p = 1 - eps). The same function serves every use:
+
+    * pairs of completions: r_a, r_b are the reward model's scores, shape (B,);
+    * rankings of K completions: `ranking_loss` expands them into K(K-1)/2 pairs;
+    * trajectory snippets (T-REX): r_a, r_b are sums of per-step rewards
+      (`trajectory_preference_loss`).
+
+    Computed with log-sigmoid, so a gap of +-1000 gives a finite loss and gradient.
+
+    Args:
+        r_a, r_b: (...) scores of the two alternatives.
+        prob_a: scalar or (...) probability that a is preferred (1 = a was chosen).
+        mask: (...) bool, comparisons that count; None for all.
+    Returns:
+        scalar mean loss (nats).
+    """
+    chex.assert_equal_shape([r_a, r_b])
+    gap = jnp.asarray(r_a, jnp.float32) - jnp.asarray(r_b, jnp.float32)
+    p = jnp.broadcast_to(jnp.asarray(prob_a, jnp.float32), gap.shape)
+    nll = -(p * jax.nn.log_sigmoid(gap) + (1.0 - p) * jax.nn.log_sigmoid(-gap))
+    return masked_mean(nll, _mask(gap, mask))
+
+
+def ranking_pairs(k: int) -> tuple[jax.Array, jax.Array]:
+    """The K(K-1)/2 (better, worse) index pairs of a ranking listed best first.
+
+    Returns:
+        (better, worse): two (K(K-1)/2,) int32 arrays with better[i] < worse[i].
+    """
+    if not isinstance(k, int) or k < 2:
+        raise ValueError(f"a ranking needs at least 2 items, got K={k!r}")
+    better, worse = jnp.triu_indices(k, 1)
+    return better.astype(jnp.int32), worse.astype(jnp.int32)
+
+
+def ranking_loss(rewards: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Bradley-Terry over every pair of a ranking (InstructGPT, Ouyang et al. 2022, eq. 1):
+
+        L = -1 / C(K, 2) * sum_{i < j} log sigma(r_i - r_j),  items listed best first,
+
+    averaged over the batch. K = 2 is the pair loss.
+
+    Args:
+        rewards: (B, K) scores of K completions per prompt, best first.
+        mask: (B,) bool, rankings that count; None for all.
+    Returns:
+        scalar loss.
+    """
+    chex.assert_rank(rewards, 2)
+    better, worse = ranking_pairs(rewards.shape[1])
+    pair_mask = None if mask is None else jnp.broadcast_to(mask[:, None],
+                                                           (rewards.shape[0], better.size))
+    return bradley_terry_loss(rewards[:, better], rewards[:, worse], 1.0, pair_mask)
+
+
+def trajectory_preference_loss(step_rewards_a: jax.Array, step_rewards_b: jax.Array,
+                               mask_a: jax.Array, mask_b: jax.Array,
+                               prob_a: jax.Array | float = 1.0) -> jax.Array:
+    """T-REX (Brown et al. 2019, eq. 1): a snippet's score is the sum of its per-step rewards,
+    and the better snippet should score higher: bradley_terry_loss(sum_t r(a_t), sum_t r(b_t)).
+
+    Args:
+        step_rewards_a, step_rewards_b: (B, T) per-step rewards of the two snippets.
+        mask_a, mask_b: (B, T) bool, the steps each snippet really has.
+        prob_a: probability that snippet a is the better one (1 for a ranked pair).
+    Returns:
+        scalar loss.
+    """
+    chex.assert_equal_shape([step_rewards_a, mask_a])
+    chex.assert_equal_shape([step_rewards_b, mask_b])
+    ret_a = jnp.sum(jnp.where(mask_a, step_rewards_a, 0.0), axis=-1)
+    ret_b = jnp.sum(jnp.where(mask_b, step_rewards_b, 0.0), axis=-1)
+    return bradley_terry_loss(ret_a, ret_b, prob_a)
