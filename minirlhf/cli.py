@@ -4,6 +4,8 @@
     minirlhf pretrain [--out runs/pretrain] [--steps 300] [--model.d_model 64 ...]
     minirlhf sft      [--out runs/sft] [--init runs/pretrain] [--steps 200 ...]
     minirlhf sample   --run runs/pipeline/sft [--prompt "the pizza was"] [--temperature 0.7 ...]
+    minirlhf preferences --init runs/sft --out prefs.jsonl [--n 1000] [--k 2] [--target_agreement 0.7]
+    minirlhf reward   --init runs/sft [--preferences prefs.jsonl] [--out runs/reward] [--steps 400 ...]
     minirlhf ppo      [--preset cartpole] [--env Pendulum-v1] [--num_seeds 4 ...]
     minirlhf ppo-eval --run runs/ppo [--episodes 10] [--video ep.gif] [--filmstrip ep.png]
 
@@ -90,6 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     add_config_options(p, SamplingConfig)
 
+    from minirlhf.reward_model import RewardConfig
+
+    p = sub.add_parser("preferences",
+                       help="sample an SFT model and have simulated labelers compare the samples")
+    p.add_argument("--init", required=True, help="run folder of the SFT model to sample")
+    p.add_argument("--out", required=True, help="JSONL file to write")
+    p.add_argument("--n", type=int, default=1000, help="comparisons to write")
+    p.add_argument("--k", type=int, default=2, help="completions per comparison (2 = pairs)")
+    p.add_argument("--target_agreement", type=float, default=0.7,
+                   help="share of labels that follow the gold order (sets the temperature)")
+    p.add_argument("--seed", type=int, default=0, help="seed of prompts, samples and labels")
+
+    p = sub.add_parser("reward", help="train a reward model on comparisons")
+    p.add_argument("--out", default="runs/reward", help="run folder")
+    add_config_options(p, RewardConfig)
+
     from minirlhf.ppo import PPOConfig
     from minirlhf.ppo import PRESETS as PPO_PRESETS
 
@@ -147,6 +165,34 @@ def _run(args) -> int:
         _, _, _, hist = sft(cfg, args.out)
         print(f"final validation loss {[r['val_loss'] for r in hist if 'val_loss' in r][-1]:.3f}"
               f" nats/char on demonstrations; run folder {args.out}")
+    elif args.command == "preferences":
+        from minirlhf.checkpoint import load_model
+        from minirlhf.envs import make_task
+        from minirlhf.preference_data import write_preferences
+        from minirlhf.reward_model import simulate_comparisons
+
+        if args.n <= 0 or args.k < 2:
+            raise ValueError(f"--n must be positive and --k at least 2, got {args.n}, {args.k}")
+        if not (Path(args.init) / "checkpoints").is_dir():
+            raise FileNotFoundError(f"--init {args.init!r} is not a run folder with checkpoints")
+        graphdef, params, tokenizer, meta = load_model(args.init)
+        comparisons, info = simulate_comparisons(
+            graphdef, params, tokenizer, make_task(meta["task"]), args.n, args.k, args.seed,
+            target_agreement=args.target_agreement)
+        write_preferences(args.out, comparisons)
+        print(f"{len(comparisons)} comparisons written to {args.out}; labeler temperature "
+              f"{info['labeler_temperature']:.3f}, labels follow the gold order "
+              f"{info['label_gold_agreement']:.0%}, two labelers agree "
+              f"{info['labeler_labeler_agreement']:.0%}")
+    elif args.command == "reward":
+        from minirlhf.reward_model import RewardConfig, train_reward_model
+
+        cfg = config_from_args(RewardConfig(), args)
+        _, _, summary = train_reward_model(cfg, args.out)
+        print(f"reward model: held-out accuracy {summary['val_accuracy']:.1%} against the "
+              f"labels, {summary['val_gold_accuracy']:.1%} against the gold order (the labels "
+              f"themselves: {summary['labels_gold_agreement']:.1%}); correlation with gold "
+              f"{summary['pearson_gold']:.2f}; run folder {args.out}")
     elif args.command == "ppo":
         from minirlhf.gym_train import train_agents
         from minirlhf.ppo import PRESETS as PPO_PRESETS

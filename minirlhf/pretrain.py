@@ -113,7 +113,7 @@ def lm_data_from_texts(tokenizer: CharTokenizer, texts: list[str], length: int) 
 def sample_batch(data: LMBatch, key: jax.Array, batch_size: int) -> LMBatch:
     """batch_size rows drawn uniformly (with replacement) by `key`: a pure function of the
     key, so the batch of step s is the same in a resumed run as in an uninterrupted one."""
-    n = data.tokens.shape[0]
+    n = jax.tree.leaves(data)[0].shape[0]
     idx = np.asarray(jax.random.randint(key, (batch_size,), 0, n))
     return jax.tree.map(lambda a: a[idx], data)
 
@@ -180,7 +180,7 @@ def evaluate(eval_fn, params, data: LMBatch, batch_size: int = 256) -> float:
 
 def train_lm(run_dir: str | Path, cfg: LMTrainConfig, graphdef, init_params,
              train: LMBatch, val: LMBatch, meta: dict, name: str,
-             stop_after: int | None = None):
+             stop_after: int | None = None, make_step=None, validate=None):
     """Train a language model on `train`, resuming from `run_dir` if it has a checkpoint.
 
     Writes into `run_dir`: checkpoints/ (orbax, atomic), metrics.jsonl, loss.png, config.json.
@@ -195,6 +195,11 @@ def train_lm(run_dir: str | Path, cfg: LMTrainConfig, graphdef, init_params,
         meta: JSON-ready metadata stored in every checkpoint (model config, tokenizer, ...).
         name: label of the progress bar.
         stop_after: stop after this many steps in total (to simulate an interruption).
+        make_step: (graphdef, optimizer) -> train_step; default `make_train_step`, the
+            next-token step. The reward model passes its Bradley-Terry step: `train` may
+            then be any pytree of arrays with a leading example axis.
+        validate: params -> dict of validation metrics (must include "val_loss");
+            default: the next-token loss on `val`.
     Returns:
         (params, history): the trained parameters and the list of metric records.
     """
@@ -217,13 +222,15 @@ def train_lm(run_dir: str | Path, cfg: LMTrainConfig, graphdef, init_params,
     atomic_write_text(run_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
     writer = MetricsWriter(run_dir / "metrics.jsonl", resume_from_step=start if start else None)
 
-    step_fn = data_parallel(make_train_step(graphdef, optimizer), mesh)
-    eval_fn = make_eval_fn(graphdef)
+    step_fn = data_parallel((make_step or make_train_step)(graphdef, optimizer), mesh)
+    if validate is None:
+        eval_fn = make_eval_fn(graphdef)
+        validate = lambda params: {"val_loss": evaluate(eval_fn, params, val)}
     data_key, step_key = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), 1))
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     bar = progress(cfg.steps, name, initial=start)
     if start == 0:
-        writer.write(0, val_loss=evaluate(eval_fn, state.params, val))
+        writer.write(0, **validate(state.params))
     for s in range(start, end):
         batch = sample_batch(train, jax.random.fold_in(data_key, s), cfg.batch_size)
         state, metrics = step_fn(state, shard_batch(batch, mesh), jax.random.fold_in(step_key, s))
@@ -232,9 +239,9 @@ def train_lm(run_dir: str | Path, cfg: LMTrainConfig, graphdef, init_params,
         if done % cfg.log_every == 0 or done == cfg.steps:
             loss = float(metrics["loss"])
             bar.set_postfix(loss=f"{loss:.3f}")
-            writer.write(done, loss=loss, grad_norm=float(metrics["grad_norm"]))
+            writer.write(done, **{k: float(v) for k, v in metrics.items() if k != "tokens"})
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            writer.write(done, val_loss=evaluate(eval_fn, state.params, val))
+            writer.write(done, **validate(state.params))
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             ckpt.save(done, state.params, state.opt_state, {**meta, "step": done})
     bar.close()

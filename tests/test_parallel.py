@@ -68,7 +68,36 @@ SCRIPT = textwrap.dedent("""
     _, loop4, _, hist4 = pretrain(PretrainConfig(n_devices=4, **loop), tmp + "/four")
     _, loop1, _, hist1 = pretrain(PretrainConfig(n_devices=1, **loop), tmp + "/one")
     _, loaded, _, _ = load_model(tmp + "/four")
-    print(json.dumps({"d41": diff(p4, p1), "d1ref": diff(p1, params), "moved": moved,
+    # The reward model's Bradley-Terry step (rankings of K = 3): 4 devices = 1 = plain grad.
+    from minirlhf.losses import ranking_loss
+    from minirlhf.reward_model import PreferenceBatch, make_reward_step, scores
+    rg, rp = init_model(ModelConfig(max_len=16, d_model=32, n_heads=2, n_layers=1,
+                                    scalar_head=True), jax.random.key(2))
+    rtok = np.asarray(jax.random.randint(jax.random.key(3), (8, 3, T), 3, 45), np.int32)
+    rlen = np.asarray(jax.random.randint(jax.random.key(4), (8, 3), 2, T + 1))
+    rmask = np.arange(T)[None, None] < rlen[..., None]
+    rbatch = PreferenceBatch(rtok, rmask)
+
+    def run_rm(n):
+        mesh = make_mesh(n)
+        step = data_parallel(make_reward_step(rg, opt), mesh)
+        state = replicate(init_train_state(rp, opt), mesh)
+        for i in range(2):
+            state, m = step(state, shard_batch(rbatch, mesh), jax.random.key(i))
+        return state.params, float(m["loss"])
+
+    rp4, rloss4 = run_rm(4)
+    rp1, rloss1 = run_rm(1)
+    rparams, ropt = rp, opt.init(rp)
+    for i in range(2):
+        rl = lambda q: ranking_loss(scores(rg, q, jnp.asarray(rtok), jnp.asarray(rmask)))
+        rref_loss, grads = jax.value_and_grad(rl)(rparams)
+        updates, ropt = opt.update(grads, ropt, rparams)
+        rparams = optax.apply_updates(rparams, updates)
+    print(json.dumps({"rm_d41": diff(rp4, rp1), "rm_d1ref": diff(rp1, rparams),
+                      "rm_moved": diff(rp1, rp), "rm_loss4": rloss4, "rm_loss1": rloss1,
+                      "rm_ref_loss": float(rref_loss),
+                      "d41": diff(p4, p1), "d1ref": diff(p1, params), "moved": moved,
                       "loss4": loss4, "loss1": loss1, "ref_loss": float(ref_loss),
                       "loop_d41": diff(loop4, loop1), "loop_loaded": diff(loop4, loaded),
                       "loop_val4": hist4[-1]["val_loss"], "loop_val1": hist1[-1]["val_loss"]}))
@@ -112,3 +141,11 @@ def test_batch_must_divide_over_devices_and_devices_must_exist():
         check_divisible(6, 4)
     with pytest.raises(ValueError, match="n_devices=99 but only"):
         make_mesh(99)
+
+
+def test_reward_model_step_on_four_devices_equals_one_and_plain_gradient(result):
+    assert result["rm_moved"] > 1e-3, result
+    assert result["rm_d41"] < 1e-5, result
+    assert result["rm_d1ref"] < 1e-5, result
+    assert abs(result["rm_loss4"] - result["rm_loss1"]) < 1e-5
+    assert abs(result["rm_loss1"] - result["rm_ref_loss"]) < 1e-5
