@@ -120,3 +120,24 @@ def test_ppo_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
     assert main(argv + (["--out", str(tmp_path / "x")] if argv[0] == "ppo" else [])) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_preferences_and_reward_commands(pipeline_run, tmp_path, capsys):
+    _, out = pipeline_run
+    prefs = tmp_path / "prefs.jsonl"
+    assert main(["preferences", "--init", str(out / "sft"), "--out", str(prefs), "--n", "40",
+                 "--k", "3"]) == 0
+    assert "40 comparisons written" in capsys.readouterr().out
+    assert len(prefs.read_text().splitlines()) == 40
+    assert main(["reward", "--init", str(out / "sft"), "--preferences", str(prefs),
+                 "--out", str(tmp_path / "rm"), "--n_val", "10", "--steps", "4",
+                 "--batch_size", "8", "--eval_every", "2", "--checkpoint_every", "2"]) == 0
+    assert "against the gold order" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "rm" / "summary.json").read_text())
+    assert summary["n_train"] == 30  # rankings of 3, trained with the ranking loss
+    # A bad line: exit code 2, the file line named, nothing trained.
+    prefs.write_text(prefs.read_text() + '{"prompt": "x", "chosen": " A."}\n')
+    assert main(["reward", "--init", str(out / "sft"), "--preferences", str(prefs),
+                 "--out", str(tmp_path / "rm2"), "--n_val", "10"]) == 2
+    assert "line 41" in capsys.readouterr().err
+    assert not (tmp_path / "rm2").exists()
