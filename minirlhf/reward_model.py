@@ -346,7 +346,7 @@ def plot_reward_model(metrics: dict, path: str | Path) -> None:
     ax1.legend(fontsize=8)
     r, g = metrics["scores_vs_gold"]
     ax2.scatter(g, r, s=4, alpha=0.3)
-    ax2.set_xlabel("gold reward (hidden from the labelers' model)")
+    ax2.set_xlabel("gold reward (never shown to the reward model)")
     ax2.set_ylabel("reward model score")
     ax2.set_title(f"score vs gold: Pearson {metrics['pearson_gold']:.2f}, "
                   f"Spearman {metrics['spearman_gold']:.2f}", fontsize=10)
