@@ -11,6 +11,7 @@ from flax import nnx
 
 from minirlhf.checkpoint import load_model
 from minirlhf.envs import make_task
+from minirlhf.optim import OptimConfig
 from minirlhf.envs.labelers import Labeler, temperature_for_gold_agreement
 from minirlhf.pipeline import preset
 from minirlhf.pretrain import pretrain
@@ -109,7 +110,8 @@ def test_reward_model_averages_label_noise_away(sft_run, tmp_path):
     path = tmp_path / "prefs.jsonl"
     write_preferences(path, train + val)
     cfg = RewardConfig(init=str(sft_run), preferences=str(path), n_val=len(val), steps=300,
-                       batch_size=32, eval_every=300, checkpoint_every=300)
+                       batch_size=32, eval_every=300, checkpoint_every=300,
+                       optim=OptimConfig(lr=3e-4, warmup_steps=20))
     _, _, summary = train_reward_model(cfg, tmp_path / "rm")
     print(json.dumps(summary, indent=1))
     assert 0.62 < val_agreement < 0.78  # the labels' own gold agreement on held-out pairs
