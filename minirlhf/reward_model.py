@@ -1,7 +1,8 @@
-"""The reward model: step 2 of the ChatGPT recipe, learning a reward from comparisons.
+"""The reward model: learning a reward from comparisons.
 
-"Collect comparison data and train a reward model" (deck "Large Language Models and RL
-from Human Feedback", slide "High-Level Recipe for ChatGPT"). A labeler compares (or ranks)
+"Collect comparison data and train a reward model": step 2 of InstructGPT's three, step 3
+of the four-step recipe on the deck's slide (deck "Large Language Models and RL from Human
+Feedback", slide "High-Level Recipe for ChatGPT", which counts pretraining as step 1). A labeler compares (or ranks)
 completions of a prompt; the model -- the SFT transformer with a scalar head read at the
 last real token of prompt + completion -- learns r(x, y) such that
 P(y_w > y_l) = sigma(r(x, y_w) - r(x, y_l)) (the Bradley-Terry loss in `losses.py`).
@@ -62,8 +63,9 @@ class RewardConfig(LMTrainConfig):
     """Completions per generated comparison: 2 for pairs, more for rankings."""
     target_agreement: float = 0.7
     """Generated labels follow the gold order on this share of comparisons (the labelers'
-    temperature is set to reach it; Ziegler et al. and Stiennon et al. report 60-72 %
-    agreement between human labelers)."""
+    temperature is set to reach it). Note this is agreement with the truth: two labelers
+    at 0.7 agree with *each other* only about 59 % of the time, near the 60 % between
+    human labelers that Ziegler et al. report (Stiennon et al.: 72 %)."""
     steps: int = 400
     """Number of optimiser updates."""
     batch_size: int = 32
@@ -121,10 +123,11 @@ def encode_comparisons(tokenizer: CharTokenizer, comparisons: list[Comparison],
 
 
 def as_pairs(comparisons: list[Comparison]) -> list[Comparison]:
-    """Each ranking of K expanded into its K(K-1)/2 (better, worse) pairs."""
+    """Each ranking of K expanded into its K(K-1)/2 (better, worse) pairs (the same pairs,
+    in the same order, as `losses.ranking_pairs`)."""
     out = []
     for c in comparisons:
-        better, worse = map(np.asarray, ranking_pairs(len(c.ranking)))
+        better, worse = np.triu_indices(len(c.ranking), 1)
         out += [Comparison(c.prompt, (c.ranking[i], c.ranking[j]))
                 for i, j in zip(better, worse)]
     return out
@@ -138,6 +141,10 @@ def scores(graphdef, params, tokens: jax.Array, mask: jax.Array) -> jax.Array:
     lead, T = tokens.shape[:-1], tokens.shape[-1]
     out = forward(graphdef, params, tokens.reshape(-1, T), mask.reshape(-1, T))
     return out.scalar.reshape(lead)
+
+
+# One compiled program per (model, shape), reused by every evaluation.
+_scores_jit = jax.jit(scores, static_argnums=0)
 
 
 def init_from_sft(sft_dir: str | Path, seed: int):
@@ -191,7 +198,7 @@ def make_reward_step(graphdef, optimizer: optax.GradientTransformation):
 def score_texts(graphdef, params, tokenizer: CharTokenizer, texts: list[str],
                 batch_size: int = 256) -> np.ndarray:
     """Raw scores of full texts (prompt + completion), in fixed-size chunks."""
-    fn = jax.jit(lambda p, t, m: scores(graphdef, p, t, m))
+    fn = lambda p, t, m: _scores_jit(graphdef, p, t, m)
     tokens, mask = tokenizer.encode_batch(texts, bos=True, eos=True)
     out = []
     for start in range(0, len(texts), batch_size):
@@ -300,7 +307,13 @@ def evaluate_comparisons(graphdef, params, tokenizer: CharTokenizer, task,
     predicted = 1 / (1 + np.exp(-np.where(flip, r_b - r_a, r_a - r_b)))
     observed = (~flip).astype(float)
     all_r, all_g = np.concatenate([r_a, r_b]), np.concatenate([g_a, g_b])
-    rank = lambda x: np.argsort(np.argsort(x))
+
+    def rank(x):  # average ranks, so tied values (gold comes in few levels) share a rank
+        order = np.argsort(x, kind="stable")
+        ranks = np.empty(len(x))
+        ranks[order] = np.arange(len(x))
+        _, inverse = np.unique(x, return_inverse=True)
+        return (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
 
     def corr(x, y):  # 0 for a constant input (a fresh scalar head scores everything alike)
         if np.std(x) == 0 or np.std(y) == 0:

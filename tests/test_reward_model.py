@@ -16,7 +16,8 @@ from minirlhf.envs.labelers import Labeler, temperature_for_gold_agreement
 from minirlhf.pipeline import preset
 from minirlhf.pretrain import pretrain
 from minirlhf.preference_data import Comparison, write_preferences
-from minirlhf.reward_model import (RewardConfig, as_pairs, encode_comparisons, init_from_sft,
+from minirlhf.reward_model import (RewardConfig, as_pairs, encode_comparisons, evaluate_comparisons,
+                                   init_from_sft,
                                    load_reward_model, score_texts, scores,
                                    simulate_comparisons, train_reward_model)
 from minirlhf.sft import sft
@@ -109,14 +110,16 @@ def test_reward_model_averages_label_noise_away(sft_run, tmp_path):
     val, val_agreement = demonstration_comparisons(task, 300, seed=2)
     path = tmp_path / "prefs.jsonl"
     write_preferences(path, train + val)
-    cfg = RewardConfig(init=str(sft_run), preferences=str(path), n_val=len(val), steps=300,
-                       batch_size=32, eval_every=300, checkpoint_every=300,
-                       optim=OptimConfig(lr=3e-4, warmup_steps=20))
+    # A tiny model on clean demonstration text learns fast: lr 1e-3 (3e-4 lands anywhere in
+    # 0.72-0.86 depending on the data seed; 1e-3 gave about 0.9 on three seeds).
+    cfg = RewardConfig(init=str(sft_run), preferences=str(path), n_val=len(val), steps=200,
+                       batch_size=32, eval_every=200, checkpoint_every=200,
+                       optim=OptimConfig(lr=1e-3, warmup_steps=20))
     _, _, summary = train_reward_model(cfg, tmp_path / "rm")
     print(json.dumps(summary, indent=1))
     assert 0.62 < val_agreement < 0.78  # the labels' own gold agreement on held-out pairs
     assert summary["labels_gold_agreement"] == pytest.approx(val_agreement)
-    assert summary["val_gold_accuracy"] > val_agreement + 0.08, summary  # measured: 0.83 vs 0.70
+    assert summary["val_gold_accuracy"] > val_agreement + 0.08, summary
     assert summary["pearson_gold"] > 0.5, summary
     # The stored normalisation makes SFT-sample scores mean 0, std 1.
     graphdef, params, tokenizer, meta, reward_fn = load_reward_model(tmp_path / "rm")
@@ -140,3 +143,18 @@ def test_bad_preference_file_trains_nothing(sft_run, tmp_path):
         RewardConfig(target_agreement=0.4)
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         train_reward_model(RewardConfig(init=str(tmp_path / "nowhere")), tmp_path / "rm")
+
+
+def test_spearman_of_a_constant_model_is_zero_and_ties_share_ranks(sft_run):
+    # A fresh scalar head scores every text alike: no correlation with gold, not a tie-order
+    # artefact.
+    graphdef, params, tokenizer, meta = init_from_sft(sft_run, seed=0)
+    params = jax.tree.map(lambda x: x, params)
+    task = make_task(meta["task"])
+    comps, _ = demonstration_comparisons(task, 50, seed=3)
+    zeroed = nnx.to_pure_dict(params)
+    zeroed["score"]["kernel"] = np.zeros_like(zeroed["score"]["kernel"])
+    nnx.replace_by_pure_dict(params, zeroed)
+    m = evaluate_comparisons(graphdef, params, tokenizer, task, comps)
+    assert m["spearman_gold"] == 0.0 and m["pearson_gold"] == 0.0
+    assert m["val_accuracy"] == 0.5  # ties count half
