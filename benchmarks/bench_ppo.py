@@ -1,8 +1,8 @@
 """Speed of PPO on CartPole-v1: time to solve and env-steps/s, pure JAX vs bridge vs PyTorch.
 
-    python benchmarks/bench_ppo.py                  # CartPole-v1, 2 seeds: ~4 min on 2 CPU cores
+    python benchmarks/bench_ppo.py                  # CartPole-v1, 2 seeds: ~3 min on 2 CPU cores
     python benchmarks/bench_ppo.py --seeds 5        # more seeds, steadier medians
-    python benchmarks/bench_ppo.py --gym-extra      # also LunarLander-v3 and Hopper-v5 (~12 min)
+    python benchmarks/bench_ppo.py --gym-extra      # also LunarLander-v3 and Hopper-v5 (~11 min)
     python benchmarks/bench_ppo.py --gym-extra --skip-cartpole --lunar-steps 500000
     python benchmarks/bench_ppo.py --json out.json  # also write every figure as JSON
 
@@ -399,15 +399,15 @@ def print_cartpole(fig: dict, args) -> None:
     cols = ("pure JAX", "bridge", "torch")
     skip_b, skip_t = args.skip_bridge, fig["torch_steps_per_s"] is None
 
-    def row(name, a, b, c):
-        b = "skipped" if skip_b else b
-        c = "skipped" if skip_t else c
+    def row(name, a, b, c):  # an empty cell stays empty; a skipped path's cells say so
+        b = "skipped" if skip_b and b else b
+        c = "skipped" if skip_t and c else c
         print(f"{name:<{w}}{a:>14}{b:>14}{c:>14}")
 
     print("\n" + "-" * (w + 42))
     print(f"CartPole-v1, PPOConfig defaults, seeds {fig['seeds'][0]}..{fig['seeds'][-1]} "
           f"(medians over seeds)")
-    row("", *cols)
+    print(f"{'':<{w}}" + "".join(f"{col:>14}" for col in cols))
     row("env-steps/s (no solve checks, no compile)", fmt_rate(fig["jax_steps_per_s"]),
         fmt_rate(fig["bridge_steps_per_s"]), fmt_rate(fig["torch_steps_per_s"]))
     row("env steps to solve", fmt_rate(fig["jax_cold_solve_env_steps"]),
@@ -556,6 +556,7 @@ def main(argv=None) -> dict:
         worker(argv[1:])
         return {}
     args = parse_args(argv)
+    start = time.perf_counter()
 
     import jax
 
@@ -578,6 +579,8 @@ def main(argv=None) -> dict:
         figures["gym_extra"] = gym_extra(args)
 
     load_after = os.getloadavg()[0]
+    figures["wall_s"] = time.perf_counter() - start
+    print(f"total wall time: {figures['wall_s'] / 60:.1f} min")
     busy = load_after > (os.cpu_count() or 1) or load_before > (os.cpu_count() or 1)
     print(f"load average (1 min): {load_before:.2f} at start, {load_after:.2f} at end"
           + ("  -- the machine was busy, timings are noisy" if busy else ""))

@@ -23,7 +23,9 @@ minirlhf.ppo (the comparison is of speed, not of algorithms):
   2018): delta_t = r_t + gamma * (1 - terminated_t) * V(s'_t) - V(s_t), the recursion cut
   where done_t. V(s'_t) of the whole rollout is one batched critic forward per iteration.
 
-Hyperparameters default to minirlhf's `PPOConfig` (CleanRL's CartPole-v1 defaults).
+Hyperparameters default to minirlhf's `PPOConfig` (CleanRL's CartPole-v1 defaults). One
+small difference is left as CleanRL has it: the learning rate is annealed once per
+iteration here, once per gradient step in minirlhf (`optax.linear_schedule`).
 
 Notation: T steps per rollout, E parallel environments, O observation size.
 """
