@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+from flax import nnx
 
 from minirlhf.model import ModelConfig, init_model
 from minirlhf.tokenizer import CharTokenizer
@@ -99,3 +100,27 @@ def load_model(run_dir: str | Path):
     finally:
         ckpt.close()
     return graphdef, params, CharTokenizer.from_json(meta["tokenizer"]), meta
+
+
+def load_with_heads(run_dir: str | Path, seed: int, value_head: bool = False,
+                    scalar_head: bool = False):
+    """A run folder's transformer with freshly initialised heads on top of its backbone.
+
+    The reward model is SFT's transformer plus a scalar head; the RLHF policy is SFT's
+    transformer plus a value head. Every weight the run folder has is kept, the new heads
+    start from `seed`'s initialisation (zeros for both heads).
+
+    Returns:
+        (graphdef, params, tokenizer, meta) -- meta is the run folder's.
+    """
+    old_graphdef, old_params, tokenizer, meta = load_model(run_dir)
+    cfg = ModelConfig(**{**meta["model"], "value_head": value_head, "scalar_head": scalar_head})
+    graphdef, params = init_model(cfg, jax.random.key(seed))
+    fresh, trained = nnx.to_pure_dict(params), nnx.to_pure_dict(old_params)
+
+    def overlay(new, old):  # every trained weight that the new model also has
+        return {k: overlay(v, old[k]) if isinstance(v, dict) and k in old
+                else (old[k] if k in old else v) for k, v in new.items()}
+
+    nnx.replace_by_pure_dict(params, overlay(fresh, trained))
+    return graphdef, params, tokenizer, meta

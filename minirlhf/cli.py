@@ -1,11 +1,12 @@
 """The `minirlhf` command. Its options are generated from the config dataclasses.
 
-    minirlhf pipeline [--preset tiny] [--out runs/pipeline] [--pretrain.steps 100 ...]
+    minirlhf pipeline [--preset tiny|hacking] [--out runs/pipeline] [--rlhf.beta 0.2 ...]
     minirlhf pretrain [--out runs/pretrain] [--steps 300] [--model.d_model 64 ...]
     minirlhf sft      [--out runs/sft] [--init runs/pretrain] [--steps 200 ...]
     minirlhf sample   --run runs/pipeline/sft [--prompt "the pizza was"] [--temperature 0.7 ...]
     minirlhf preferences --init runs/sft --out prefs.jsonl [--n 1000] [--k 2] [--target_agreement 0.7]
     minirlhf reward   --init runs/sft [--preferences prefs.jsonl] [--out runs/reward] [--steps 400 ...]
+    minirlhf rlhf     --init runs/sft --reward runs/reward [--out runs/rlhf] [--beta 0.05 ...]
     minirlhf ppo      [--preset cartpole] [--env Pendulum-v1] [--num_seeds 4 ...]
     minirlhf ppo-eval --run runs/ppo [--episodes 10] [--video ep.gif] [--filmstrip ep.png]
 
@@ -61,20 +62,25 @@ def config_from_args(base, args: argparse.Namespace):
 
 def build_parser() -> argparse.ArgumentParser:
     from minirlhf.generate import SamplingConfig
-    from minirlhf.pipeline import PRESETS, PipelineConfig
+    from minirlhf.pipeline import PRESETS, STAGES, PipelineConfig
     from minirlhf.pretrain import PretrainConfig
     from minirlhf.sft import SFTConfig
 
     parser = argparse.ArgumentParser(
-        prog="minirlhf", description="RLHF from scratch in JAX: pretraining, SFT, sampling.")
+        prog="minirlhf", description="RLHF from scratch in JAX: pretraining, SFT, preferences, "
+        "reward models, PPO.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("pipeline", help="the main job: pretrain -> SFT -> samples and summary",
+    p = sub.add_parser("pipeline", help="the main job: pretrain -> SFT -> preferences -> reward model -> PPO",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/pipeline", help="folder for the whole run")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS),
-                   help="starting configuration; 'tiny' finishes in well under a minute")
-    add_config_options(p, PipelineConfig, skip={"sft.init"})
+                   help="starting configuration; 'tiny' finishes in well under a minute, "
+                        "'hacking' runs PPO without a KL penalty (reward hacking)")
+    add_config_options(p, PipelineConfig, skip={"sft.init", "reward.init", "reward.preferences",
+                                                "rlhf.init", "rlhf.reward"})
+    p.add_argument("--stop_after", default=None, choices=STAGES,
+                   help="stop once this stage is done (a re-run carries on from there)")
 
     p = sub.add_parser("pretrain", help="pretrain a model on a task's corpus")
     p.add_argument("--out", default="runs/pretrain", help="run folder")
@@ -107,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reward", help="train a reward model on comparisons")
     p.add_argument("--out", default="runs/reward", help="run folder")
     add_config_options(p, RewardConfig)
+
+    from minirlhf.rlhf import RLHFConfig
+
+    p = sub.add_parser("rlhf", help="PPO on a language model against a reward model")
+    p.add_argument("--out", default="runs/rlhf", help="run folder")
+    add_config_options(p, RLHFConfig)
 
     from minirlhf.ppo import PPOConfig
     from minirlhf.ppo import PRESETS as PPO_PRESETS
@@ -154,7 +166,7 @@ def _run(args) -> int:
         from minirlhf.pipeline import preset, run_pipeline
 
         cfg = config_from_args(preset(args.preset), args)
-        run_pipeline(cfg, args.out)
+        run_pipeline(cfg, args.out, stop_after=args.stop_after)
     elif args.command == "pretrain":
         cfg = config_from_args(PretrainConfig(), args)
         _, _, _, hist = pretrain(cfg, args.out)
@@ -193,6 +205,17 @@ def _run(args) -> int:
               f"labels, {summary['val_gold_accuracy']:.1%} against the gold order (the labels "
               f"themselves: {summary['labels_gold_agreement']:.1%}); correlation with gold "
               f"{summary['pearson_gold']:.2f}; run folder {args.out}")
+    elif args.command == "rlhf":
+        from minirlhf.rlhf import RLHFConfig, train_rlhf
+
+        cfg = config_from_args(RLHFConfig(), args)
+        _, _, summary = train_rlhf(cfg, args.out)
+        for key, name in (("sft", "SFT"), ("best_of_n", f"best-of-{summary['n']}"),
+                          ("ppo", "PPO")):
+            r = summary[key]
+            print(f"{name:<12} gold {r['gold']:.3f}  reward-model score {r['score']:.3f}  "
+                  f"KL to SFT {r['kl']:.2f}")
+        print(f"run folder {args.out} (plots: rlhf.png, gold_vs_score.png)")
     elif args.command == "ppo":
         from minirlhf.gym_train import train_agents
         from minirlhf.ppo import PRESETS as PPO_PRESETS

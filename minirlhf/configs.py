@@ -10,9 +10,11 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import json
 import textwrap
 import typing
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 
@@ -100,3 +102,26 @@ def check_positive_ints(cfg, *names: str) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{type(cfg).__name__}.{name} must be a positive integer, "
                              f"got {value!r}")
+
+
+def check_same_config(run_dir: str | Path, cfg) -> None:
+    """Refuse to resume a run folder that was started with a different config."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return
+    old, new = json.loads(path.read_text()), json.loads(json.dumps(to_dict(cfg)))
+    if old != new:
+        diffs = _diff(old, new)
+        raise ValueError(f"run folder {run_dir} holds a run with a different config "
+                         f"({'; '.join(diffs[:5])}); use another output folder or delete it")
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, prefix + k + ".")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} there, {b!r} now")
+    return out

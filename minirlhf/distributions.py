@@ -90,3 +90,48 @@ def whiten(x: jax.Array, mask: jax.Array | None = None, shift_mean: bool = True,
     if not shift_mean:
         out = out + mean
     return jnp.where(mask, out, x)
+
+
+# --- KL divergence from samples (Schulman 2020, "Approximating KL divergence") -------------
+#
+# RLHF penalises KL(pi || pi_0) between the policy and the frozen reference, but the exact
+# KL needs a sum over all V tokens at every step, and over all *sequences* for the whole
+# response. With a token a ~ pi and the log-ratio log r = log pi_0(a) - log pi(a) we have
+# three per-sample estimators of KL(pi || pi_0):
+#
+#   k1 = -log r                 unbiased, high variance, negative on some samples
+#   k2 = (log r)^2 / 2          biased (low bias when pi ~ pi_0), low variance, >= 0
+#   k3 = (r - 1) - log r        unbiased (E[r] = 1 under pi), low variance, >= 0
+#
+# k1 summed over a response is the log-ratio of the whole sequence, which is what the
+# KL-shaped reward of Ziegler et al. 2019 / InstructGPT subtracts per token.
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+
+
+def kl_estimate(logp: jax.Array, ref_logp: jax.Array, kind: str = "k1") -> jax.Array:
+    """Per-sample estimate of KL(pi || pi_0) from tokens sampled from pi.
+
+    Args:
+        logp: (...) log pi(a) of sampled tokens under the sampling policy pi.
+        ref_logp: (...) log pi_0(a) of the same tokens under the reference.
+        kind: "k1", "k2" or "k3" (see above).
+    Returns:
+        (...) the estimator's value per sample; average it (over the samples of pi) for
+        the estimate.
+    """
+    log_r = ref_logp - logp
+    if kind == "k1":
+        return -log_r
+    if kind == "k2":
+        return 0.5 * log_r ** 2
+    if kind == "k3":
+        return jnp.expm1(log_r) - log_r
+    raise ValueError(f"unknown KL estimator {kind!r}; expected one of {KL_ESTIMATORS}")
+
+
+def categorical_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:
+    """Exact KL(p || q) = sum_a p(a) (log p(a) - log q(a)) over the last axis. (..., V) -> (...)."""
+    logp = jax.nn.log_softmax(logits_p.astype(jnp.float32), axis=-1)
+    logq = jax.nn.log_softmax(logits_q.astype(jnp.float32), axis=-1)
+    return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)

@@ -10,7 +10,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from minirlhf.distributions import masked_mean, token_logprobs
+from minirlhf.distributions import kl_estimate, masked_mean, token_logprobs
 
 
 def next_token_nll(logits: jax.Array, tokens: jax.Array) -> jax.Array:
@@ -121,8 +121,8 @@ def approx_kl(logp: jax.Array, old_logp: jax.Array, mask: jax.Array | None = Non
     """KL(pi_old || pi) estimated from samples of pi_old with the k3 estimator,
     mean((rho - 1) - log rho), rho = pi / pi_old: unbiased and never negative (Schulman 2020,
     "Approximating KL divergence"). A diagnostic: PPO's updates should keep it small."""
-    log_ratio = logp - old_logp
-    return masked_mean(jnp.expm1(log_ratio) - log_ratio, _mask(logp, mask))
+    # Samples come from pi_old, so pi_old plays the sampler and pi the reference.
+    return masked_mean(kl_estimate(old_logp, logp, "k3"), _mask(logp, mask))
 
 
 def clip_fraction(logp: jax.Array, old_logp: jax.Array, clip_eps: float,

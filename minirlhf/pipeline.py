@@ -1,25 +1,38 @@
-"""The main job: pretraining -> SFT -> samples, with a summary (layer 3).
+"""The main job: the whole ChatGPT recipe on the default task, with a summary (layer 3).
 
-Each stage writes its own run folder under the pipeline's folder and checkpoints as it goes,
-so running the pipeline again resumes an interrupted stage and skips finished ones. Later
-issues add the preference data, reward model and PPO stages of the ChatGPT recipe.
+    pretrain -> SFT -> preference data -> reward model -> PPO
+
+(deck "Large Language Models and RL from Human Feedback", slide "High-Level Recipe for
+ChatGPT"). Each stage writes its own run folder under the pipeline's folder and checkpoints
+as it goes, so running the pipeline again resumes an interrupted stage and skips finished
+ones; the same seed gives the same final policy either way. The summary compares the SFT
+policy, best-of-n sampling from it and the PPO policy on held-out prompts: the gold reward
+(which only this simulation knows), the reward model's score and the KL to SFT.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
 
+from minirlhf.checkpoint import load_model
 from minirlhf.configs import check_positive_ints, override, to_dict
 from minirlhf.envs import make_task
 from minirlhf.generate import SamplingConfig
 from minirlhf.logging import atomic_write_text
+from minirlhf.optim import OptimConfig
+from minirlhf.preference_data import write_preferences
 from minirlhf.pretrain import PretrainConfig, pretrain
+from minirlhf.reward_model import RewardConfig, simulate_comparisons, train_reward_model
+from minirlhf.rlhf import RLHFConfig, train_rlhf
 from minirlhf.sft import SFTConfig, complete, format_rate, sft
+
+STAGES = ("pretrain", "sft", "preferences", "reward", "ppo")
 
 
 @dataclass(frozen=True)
@@ -27,17 +40,28 @@ class PipelineConfig:
     """The whole recipe, one stage after the other."""
 
     seed: int = 0
-    """Seed of the sample prompts and their sampling (each stage has its own seed too)."""
+    """Seed of the before/after-SFT sample prompts and their sampling (each stage has its
+    own seed too)."""
     n_samples: int = 64
     """Held-out prompts to sample completions for, before and after SFT."""
     show: int = 6
-    """How many of those completions to print side by side."""
+    """How many completions to print side by side."""
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     """Stage 1: pretraining."""
     sft: SFTConfig = field(default_factory=SFTConfig)
     """Stage 2: supervised fine-tuning (its `init` is set to the pretraining stage's folder)."""
+    reward: RewardConfig = field(default_factory=lambda: RewardConfig(
+        n_train=2000, n_val=300, steps=200, eval_every=100, checkpoint_every=100,
+        optim=OptimConfig(lr=3e-4, warmup_steps=20)))
+    """Stages 3 and 4: preference data (n_train + n_val comparisons of SFT samples by the
+    simulated labelers) and the reward model trained on it (its `init` and `preferences`
+    are set by the pipeline)."""
+    rlhf: RLHFConfig = field(default_factory=lambda: RLHFConfig(beta=0.1, lr=3e-5,
+                                                                iterations=80))
+    """Stage 5: PPO against the reward model (its `init` and `reward` are set by the
+    pipeline)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    """How the summary samples completions."""
+    """How the before/after-SFT samples are drawn."""
 
     def __post_init__(self):
         check_positive_ints(self, "n_samples", "show")
@@ -53,43 +77,109 @@ PRESETS: dict[str, dict] = {
         "pretrain.model.max_len": 112,
         "sft.steps": 20, "sft.batch_size": 16, "sft.n_train": 200, "sft.n_val": 32,
         "sft.eval_every": 10, "sft.checkpoint_every": 10,
+        "reward.n_train": 96, "reward.n_val": 32, "reward.steps": 12, "reward.batch_size": 16,
+        "reward.eval_every": 12, "reward.checkpoint_every": 6,
+        "rlhf.iterations": 4, "rlhf.batch_size": 16, "rlhf.rollout.max_new_tokens": 48,
+        "rlhf.eval_every": 2, "rlhf.checkpoint_every": 2, "rlhf.n_eval": 16,
+        "rlhf.best_of_n": 4,
         "n_samples": 8, "show": 3, "sampling.max_new_tokens": 48,
     },
+    # Reward hacking (deck slide "Controlling Divergence"): no KL penalty and a longer run.
+    # The reward model's score keeps rising while the gold reward stalls and then falls.
+    "hacking": {"rlhf.beta": 0.0, "rlhf.iterations": 150, "rlhf.lr": 5e-5},
 }
 
 
 def preset(name: str) -> PipelineConfig:
-    """The PipelineConfig of a named preset ("default", "tiny")."""
+    """The PipelineConfig of a named preset ("default", "tiny", "hacking")."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
     return override(PipelineConfig(), PRESETS[name])
 
 
-def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print) -> dict:
-    """Run pretraining and SFT into `out`, sample from both, and print a summary.
+def stage_configs(cfg: PipelineConfig, out: Path) -> PipelineConfig:
+    """cfg with every stage pointed at the previous stage's run folder."""
+    return dataclasses.replace(
+        cfg, sft=dataclasses.replace(cfg.sft, init=str(out / "pretrain")),
+        reward=dataclasses.replace(cfg.reward, init=str(out / "sft"),
+                                   preferences=str(out / "preferences" / "comparisons.jsonl")),
+        rlhf=dataclasses.replace(cfg.rlhf, init=str(out / "sft"), reward=str(out / "reward")))
 
-    Writes out/pretrain/, out/sft/ (each a run folder), out/summary.json and out/samples.txt.
-    Returns the summary as a dict.
+
+def make_preferences(cfg: RewardConfig, sft_dir: Path, out_dir: Path) -> dict:
+    """Stage 3: n_train + n_val comparisons of SFT samples by the simulated labelers.
+
+    Writes out_dir/comparisons.jsonl (the reward stage holds out its last n_val) and
+    out_dir/summary.json; a finished stage (summary.json present) is read, not redone.
+    """
+    done = out_dir / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    graphdef, params, tokenizer, meta = load_model(sft_dir)
+    comparisons, info = simulate_comparisons(
+        graphdef, params, tokenizer, make_task(meta["task"]), cfg.n_train + cfg.n_val, cfg.k,
+        cfg.seed, target_agreement=cfg.target_agreement)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_preferences(out_dir / "comparisons.jsonl", comparisons)
+    atomic_write_text(done, json.dumps({**info, "n": len(comparisons)}, indent=2))
+    return info
+
+
+def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
+                 stop_after: str | None = None) -> dict:
+    """Run the recipe into `out`, sample from each policy, and print a summary.
+
+    Writes out/pretrain/, out/sft/, out/preferences/, out/reward/, out/ppo/ (run folders),
+    out/summary.json, out/samples.txt and out/pipeline_config.json. Returns the summary.
+
+    Args:
+        stop_after: a stage name: stop once it is done (as if interrupted there).
     """
     out = Path(out)
+    if stop_after is not None and stop_after not in STAGES:
+        raise ValueError(f"unknown stage {stop_after!r}; stages: {STAGES}")
     task = make_task(cfg.pretrain.task)
     # Refuse a sampling budget the model cannot hold now, not after minutes of training.
-    needed = 1 + task.max_prompt_chars + cfg.sampling.max_new_tokens
-    if needed > cfg.pretrain.model.max_len:
-        raise ValueError(
-            f"sampling.max_new_tokens={cfg.sampling.max_new_tokens} plus the task's longest "
-            f"prompt ({task.max_prompt_chars} characters + BOS) needs {needed} positions, more "
-            f"than pretrain.model.max_len={cfg.pretrain.model.max_len}")
+    for name, n in (("sampling.max_new_tokens", cfg.sampling.max_new_tokens),
+                    ("rlhf.rollout.max_new_tokens", cfg.rlhf.rollout.max_new_tokens)):
+        needed = 1 + task.max_prompt_chars + n
+        if needed > cfg.pretrain.model.max_len:
+            raise ValueError(
+                f"{name}={n} plus the task's longest prompt ({task.max_prompt_chars} "
+                f"characters + BOS) needs {needed} positions, more than "
+                f"pretrain.model.max_len={cfg.pretrain.model.max_len}")
+    cfg = stage_configs(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
-    sft_cfg = dataclasses.replace(cfg.sft, init=str(out / "pretrain"))
+    atomic_write_text(out / "pipeline_config.json", json.dumps(to_dict(cfg), indent=2))
+    times = {}
 
-    echo("[1/2] pretraining on the task corpus")
-    g, pre_params, tokenizer, pre_hist = pretrain(cfg.pretrain, out / "pretrain")
-    echo("[2/2] supervised fine-tuning on demonstrations")
-    g, sft_params, _, sft_hist = sft(sft_cfg, out / "sft")
+    def stage(i, name, text, fn):
+        echo(f"[{i}/5] {text}")
+        t = time.perf_counter()
+        result = fn()
+        times[name] = round(time.perf_counter() - t, 1)
+        return result
 
-    atomic_write_text(out / "pipeline_config.json",
-                      json.dumps(to_dict(dataclasses.replace(cfg, sft=sft_cfg)), indent=2))
+    g, pre_params, tokenizer, pre_hist = stage(
+        1, "pretrain", "pretraining on the task corpus",
+        lambda: pretrain(cfg.pretrain, out / "pretrain"))
+    if stop_after == "pretrain":
+        return {}
+    g, sft_params, _, sft_hist = stage(
+        2, "sft", "supervised fine-tuning on demonstrations", lambda: sft(cfg.sft, out / "sft"))
+    if stop_after == "sft":
+        return {}
+    prefs = stage(3, "preferences", "preference data: simulated labelers compare SFT samples",
+                  lambda: make_preferences(cfg.reward, out / "sft", out / "preferences"))
+    if stop_after == "preferences":
+        return {}
+    _, _, rm = stage(4, "reward", "reward model (Bradley-Terry on the comparisons)",
+                     lambda: train_reward_model(cfg.reward, out / "reward"))
+    if stop_after == "reward":
+        return {}
+    _, _, rl = stage(5, "ppo", "PPO against the reward model, KL-penalised to SFT",
+                     lambda: train_rlhf(cfg.rlhf, out / "ppo"))
+
     prompts = task.prompts(cfg.n_samples, seed=cfg.seed + 777)
     key = jax.random.key(cfg.seed)
     before = complete(g, pre_params, tokenizer, prompts, key, cfg.sampling)
@@ -103,20 +193,30 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print) -> dict:
         "pretrain": {"val_loss_start": [r["val_loss"] for r in pre_hist if "val_loss" in r][0],
                      "val_loss": last(pre_hist, "val_loss"), "format_rate": format_rate(task, before)},
         "sft": {"val_loss": last(sft_hist, "val_loss"), "format_rate": format_rate(task, after)},
+        "preferences": {k: prefs[k] for k in ("label_gold_agreement",
+                                              "labeler_labeler_agreement") if k in prefs},
+        "reward": {k: rm[k] for k in ("val_accuracy", "val_gold_accuracy",
+                                      "labels_gold_agreement", "pearson_gold")},
+        "rlhf": {k: rl[k] for k in ("sft", "best_of_n", "ppo", "n")},
+        "seconds": times,
         "samples": [{"prompt": p, "pretrained": b, "sft": a}
                     for p, b, a in zip(prompts, before, after)],
+        "rlhf_samples": rl["samples"],
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "samples.txt", "".join(
         f"{s['prompt']!r}\n  pretrained: {s['pretrained']!r}\n  sft:        {s['sft']!r}\n"
-        for s in summary["samples"]))
+        for s in summary["samples"]) + "\n" + "".join(
+        f"{s['prompt']!r}\n  sft:        {s['sft']!r}\n  best-of-{rl['n']}: {s['best_of_n']!r}\n"
+        f"  ppo:        {s['ppo']!r}\n" for s in rl["samples"]))
     echo(format_summary(summary, cfg.show, out))
     return summary
 
 
 def format_summary(summary: dict, show: int, out: Path) -> str:
-    """The table and side-by-side samples printed at the end of the pipeline."""
-    pre, post = summary["pretrain"], summary["sft"]
+    """The tables and side-by-side samples printed at the end of the pipeline."""
+    pre, post, rm, rl = summary["pretrain"], summary["sft"], summary["reward"], summary["rlhf"]
+    n = rl["n"]
     lines = [
         "",
         "stage        val loss (nats/char)   follows demo format",
@@ -124,13 +224,25 @@ def format_summary(summary: dict, show: int, out: Path) -> str:
         f"{pre['format_rate']:>10.0%}",
         f"SFT          {post['val_loss']:>8.3f} (on demos)     {post['format_rate']:>10.0%}",
         "",
-        "prompt -> completion before SFT | after SFT",
+        f"reward model: orders held-out pairs like the gold reward {rm['val_gold_accuracy']:.0%} "
+        f"of the time (its training labels: {rm['labels_gold_agreement']:.0%}); "
+        f"correlation with gold {rm['pearson_gold']:.2f}",
+        "",
+        "policy        gold reward   reward-model score   KL to SFT (nats)   format   length",
     ]
-    for s in summary["samples"][:show]:
+    for key, name in (("sft", "SFT"), ("best_of_n", f"best-of-{n}"), ("ppo", "PPO")):
+        r = rl[key]
+        kl = f"{r['kl']:.2f}" + (" (formula)" if key == "best_of_n" else "")
+        lines.append(f"{name:<13} {r['gold']:>11.3f}   {r['score']:>18.3f}   {kl:>16}   "
+                     f"{r['format']:>6.0%}   {r['length']:>6.1f}")
+    lines += ["", f"prompt -> SFT | best-of-{n} | PPO (held-out prompts)"]
+    for s in summary["rlhf_samples"][:show]:
         lines.append(f"  {s['prompt']!r}")
-        lines.append(f"     pretrained: {s['pretrained']!r}")
-        lines.append(f"     sft:        {s['sft']!r}")
-    lines.append("")
-    lines.append(f"run folder: {out}  (loss curves: */loss.png, all samples: samples.txt)")
+        lines.append(f"     SFT:        {s['sft']!r}")
+        lines.append(f"     best-of-{n:<3} {s['best_of_n']!r}")
+        lines.append(f"     PPO:        {s['ppo']!r}")
+    secs = ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items())
+    lines += ["", f"time per stage: {secs}",
+              f"run folder: {out}  (curves: */loss.png, ppo/rlhf.png, ppo/gold_vs_score.png; "
+              "all samples: samples.txt)"]
     return "\n".join(lines)
-

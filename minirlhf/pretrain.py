@@ -21,7 +21,7 @@ import optax
 from flax import struct
 
 from minirlhf.checkpoint import Checkpointer
-from minirlhf.configs import check_positive_ints, to_dict
+from minirlhf.configs import check_positive_ints, check_same_config, to_dict
 from minirlhf.distributions import masked_sum
 from minirlhf.logging import (MetricsWriter, atomic_write_text, plot_curves, progress,
                               read_metrics)
@@ -213,7 +213,7 @@ def train_lm(run_dir: str | Path, cfg: LMTrainConfig, graphdef, init_params,
     ckpt = Checkpointer(run_dir / "checkpoints")
     start = ckpt.latest_step() or 0
     if start:
-        _check_same_config(run_dir, cfg)
+        check_same_config(run_dir, cfg)
         params, opt_state, _ = ckpt.restore(state.params, state.opt_state)
         state = TrainState(params=params, opt_state=opt_state, step=jnp.asarray(start, jnp.int32))
     # Place the state on the mesh up front: its sharding then matches the step's output and
@@ -251,29 +251,6 @@ def train_lm(run_dir: str | Path, cfg: LMTrainConfig, graphdef, init_params,
     # Hand back the parameters on the default device, placed like a fresh model's, so that
     # sampling from them reuses the compilations made for `init_model` / `load_model`.
     return jax.device_put(state.params, jax.devices()[0]), history
-
-
-def _check_same_config(run_dir: Path, cfg) -> None:
-    """Refuse to resume a run folder that was started with a different config."""
-    path = run_dir / "config.json"
-    if not path.exists():
-        return
-    old, new = json.loads(path.read_text()), json.loads(json.dumps(to_dict(cfg)))
-    if old != new:
-        diffs = _diff(old, new)
-        raise ValueError(f"run folder {run_dir} holds a run with a different config "
-                         f"({'; '.join(diffs[:5])}); use another output folder or delete it")
-
-
-def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _diff(a, b, prefix + k + ".")
-        elif a != b:
-            out.append(f"{prefix}{k}: {a!r} there, {b!r} now")
-    return out
 
 
 def pretrain(cfg: PretrainConfig, run_dir: str | Path, stop_after: int | None = None):

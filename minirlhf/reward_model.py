@@ -28,17 +28,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx, struct
+from flax import struct
 from matplotlib.figure import Figure
 
-from minirlhf.checkpoint import Checkpointer, load_model
-from minirlhf.configs import check_positive_ints, from_dict, to_dict
+from minirlhf.checkpoint import Checkpointer, load_model, load_with_heads
+from minirlhf.configs import check_positive_ints, check_same_config, to_dict
 from minirlhf.envs.labelers import (Labeler, agreement_rate, gold_agreement,
                                     temperature_for_gold_agreement)
 from minirlhf.generate import SamplingConfig, generate
 from minirlhf.logging import atomic_write_text, plot_curves
 from minirlhf.losses import bradley_terry_loss, ranking_pairs
-from minirlhf.model import ModelConfig, forward, init_model
+from minirlhf.model import forward
 from minirlhf.optim import OptimConfig, TrainState
 from minirlhf.parallel import DATA
 from minirlhf.preference_data import Comparison, load_preferences, write_preferences
@@ -153,17 +153,7 @@ def init_from_sft(sft_dir: str | Path, seed: int):
     Returns:
         (graphdef, params, tokenizer, sft_meta).
     """
-    sft_graphdef, sft_params, tokenizer, meta = load_model(sft_dir)
-    cfg = ModelConfig(**{**meta["model"], "scalar_head": True, "value_head": False})
-    graphdef, params = init_model(cfg, jax.random.key(seed))
-    fresh, trained = nnx.to_pure_dict(params), nnx.to_pure_dict(sft_params)
-
-    def overlay(new, old):  # every SFT weight that the reward model also has
-        return {k: overlay(v, old[k]) if isinstance(v, dict) and k in old
-                else (old[k] if k in old else v) for k, v in new.items()}
-
-    nnx.replace_by_pure_dict(params, overlay(fresh, trained))
-    return graphdef, params, tokenizer, meta
+    return load_with_heads(sft_dir, seed, scalar_head=True)
 
 
 def make_reward_step(graphdef, optimizer: optax.GradientTransformation):
@@ -387,6 +377,10 @@ def train_reward_model(cfg: RewardConfig, run_dir: str | Path, stop_after: int |
         raise FileNotFoundError(f"RewardConfig.init={cfg.init!r} is not a run folder with "
                                 "checkpoints; run `minirlhf sft` first or point init at one")
     run_dir = Path(run_dir)
+    if (run_dir / "summary.json").exists():  # finished: read it back rather than redo it
+        check_same_config(run_dir, cfg)
+        graphdef, params, _, _ = load_model(run_dir)
+        return graphdef, params, json.loads((run_dir / "summary.json").read_text())
     graphdef, params, tokenizer, sft_meta = init_from_sft(cfg.init, cfg.seed)
     task = make_task(sft_meta["task"])
     length = sft_meta["model"]["max_len"]
