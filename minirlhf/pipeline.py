@@ -84,6 +84,21 @@ PRESETS: dict[str, dict] = {
         "rlhf.best_of_n": 4,
         "n_samples": 8, "show": 3, "sampling.max_new_tokens": 48,
     },
+    # About two minutes: a smaller model and budgets for which every stage still learns
+    # (PPO raises the gold reward), with cleaner labels (0.8) to make up for fewer
+    # comparisons; for the learning tests and the RLHF lecture.
+    "small": {
+        "pretrain.steps": 300, "pretrain.n_train": 5000, "pretrain.eval_every": 150,
+        "pretrain.checkpoint_every": 150, "pretrain.model.d_model": 64,
+        "pretrain.model.max_len": 112,
+        "sft.steps": 150, "sft.n_train": 1000, "sft.n_val": 128,
+        "reward.n_train": 1000, "reward.n_val": 200, "reward.steps": 150,
+        "reward.eval_every": 75, "reward.checkpoint_every": 75, "reward.optim.lr": 1e-3,
+        "reward.target_agreement": 0.8,
+        "rlhf.iterations": 60, "rlhf.n_eval": 256, "rlhf.best_of_n": 8,
+        "rlhf.lr": 5e-5,
+        "n_samples": 16, "show": 3,
+    },
     # Reward hacking (deck slide "Controlling Divergence"): no KL penalty and a longer run.
     # The reward model's score keeps rising while the gold reward stalls and then falls.
     "hacking": {"rlhf.beta": 0.0, "rlhf.iterations": 150, "rlhf.lr": 5e-5},
@@ -91,7 +106,7 @@ PRESETS: dict[str, dict] = {
 
 
 def preset(name: str) -> PipelineConfig:
-    """The PipelineConfig of a named preset ("default", "tiny", "hacking")."""
+    """The PipelineConfig of a named preset ("default", "tiny", "small", "hacking")."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
     return override(PipelineConfig(), PRESETS[name])

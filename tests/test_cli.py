@@ -22,18 +22,27 @@ def test_pipeline_tiny_runs_end_to_end(pipeline_run, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pretrain"]["val_loss"] < summary["pretrain"]["val_loss_start"]
     assert len(summary["samples"]) == 8
-    for stage in ("pretrain", "sft"):
+    for stage in ("pretrain", "sft", "reward"):
         assert (out / stage / "loss.png").exists() and (out / stage / "checkpoints").is_dir()
+    assert (out / "preferences" / "comparisons.jsonl").exists()
+    assert (out / "ppo" / "rlhf.png").exists() and (out / "ppo" / "gold_vs_score.png").exists()
+    for policy in ("sft", "best_of_n", "ppo"):
+        assert set(summary["rlhf"][policy]) >= {"gold", "score", "kl"}
     cfg = json.loads((out / "pretrain" / "config.json").read_text())
     assert cfg["steps"] == 20 and cfg["model"]["d_model"] == 32  # preset, then the override
 
 
 def test_pipeline_rerun_resumes_instead_of_repeating(pipeline_run, capsys):
     code, out = pipeline_run
-    before = (out / "sft" / "metrics.jsonl").read_text()
+    stages = ("sft", "reward", "ppo")
+    before = {s: (out / s / "metrics.jsonl").read_text() for s in stages}
+    summary = (out / "ppo" / "summary.json").read_text()
     assert main(["pipeline", "--preset", "tiny", "--out", str(out), "--pretrain.steps", "20"]) == 0
-    assert (out / "sft" / "metrics.jsonl").read_text() == before
-    assert "follows demo format" in capsys.readouterr().out
+    for s in stages:
+        assert (out / s / "metrics.jsonl").read_text() == before[s], s
+    assert (out / "ppo" / "summary.json").read_text() == summary
+    printed = capsys.readouterr().out
+    assert "follows demo format" in printed and "reward-model score" in printed
 
 
 def test_sample_command(pipeline_run, capsys):
@@ -56,6 +65,10 @@ def test_sample_with_an_unknown_character_is_a_clear_error(pipeline_run, capsys)
     (["sample", "--run", "/nonexistent/run"], "is not a folder"),
     (["pipeline", "--sampling.max_new_tokens", "110"], "more than pretrain.model.max_len=128"),
     (["sft", "--init", "/nonexistent/run"], "is not a run folder with checkpoints"),
+    (["pipeline", "--rlhf.rollout.max_new_tokens", "110"], "rlhf.rollout.max_new_tokens=110"),
+    (["pipeline", "--rlhf.batch_size", "10"], "does not split into num_minibatches=4"),
+    (["rlhf", "--init", "/nonexistent/run"], "RLHFConfig.init='/nonexistent/run' is not a run"),
+    (["rlhf", "--rollout.kl_estimator", "k9"], "kl_estimator must be one of"),
 ])
 def test_bad_values_give_errors_naming_them(argv, message, capsys, tmp_path):
     assert main(argv + (["--out", str(tmp_path / "o")] if argv[0] != "sample" else [])) == 2
@@ -141,3 +154,14 @@ def test_preferences_and_reward_commands(pipeline_run, tmp_path, capsys):
                  "--out", str(tmp_path / "rm2"), "--n_val", "10"]) == 2
     assert "line 41" in capsys.readouterr().err
     assert not (tmp_path / "rm2").exists()
+
+
+def test_rlhf_command(pipeline_run, tmp_path, capsys):
+    _, out = pipeline_run
+    assert main(["rlhf", "--init", str(out / "sft"), "--reward", str(out / "reward"),
+                 "--out", str(tmp_path / "rl"), "--iterations", "2", "--batch_size", "8",
+                 "--num_minibatches", "2", "--n_eval", "8", "--best_of_n", "2",
+                 "--kl_control", "adaptive", "--rollout.max_new_tokens", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert "best-of-2" in printed and "KL to SFT" in printed
+    assert len((tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()) == 2

@@ -149,3 +149,65 @@ def test_reward_model_step_on_four_devices_equals_one_and_plain_gradient(result)
     assert result["rm_d1ref"] < 1e-5, result
     assert abs(result["rm_loss4"] - result["rm_loss1"]) < 1e-5
     assert abs(result["rm_loss1"] - result["rm_ref_loss"]) < 1e-5
+
+
+RLHF_SCRIPT = textwrap.dedent("""
+    import os, json
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from minirlhf.model import ModelConfig, init_model
+    from minirlhf.optim import TrainState
+    from minirlhf.parallel import make_mesh, shard_batch, replicate
+    from minirlhf.rlhf import Frozen, RLHFConfig, RLHFState, make_iteration
+    from minirlhf.rollout import RolloutConfig
+    from minirlhf.tokenizer import CharTokenizer
+    from minirlhf.envs import make_task
+
+    assert jax.device_count() == 4, jax.devices()
+    task = make_task("reviews")
+    tok = CharTokenizer(task.alphabet)
+    base = dict(vocab_size=tok.vocab_size, max_len=40, d_model=32, n_heads=2, n_layers=1)
+    g, p = init_model(ModelConfig(**base, value_head=True), jax.random.key(0))
+    rg, rp = init_model(ModelConfig(**base), jax.random.key(0))
+    mg, mp = init_model(ModelConfig(**base, scalar_head=True), jax.random.key(1))
+    mp["score"]["kernel"] = jax.random.normal(jax.random.key(2), mp["score"]["kernel"].shape)
+    cfg = RLHFConfig(batch_size=8, num_minibatches=2, update_epochs=2, beta=0.1,
+                     kl_control="adaptive", rollout=RolloutConfig(max_new_tokens=12))
+    opt = optax.sgd(0.05)
+    prompt, mask = tok.encode_batch(task.prompts(8, seed=0), bos=True, padding="left")
+
+    def run(n):
+        mesh = make_mesh(n)
+        it = jax.jit(make_iteration(cfg, g, rg, mg, {"mean": 0.0, "std": 1.0}, opt))
+        state = replicate(RLHFState(TrainState(p, opt.init(p), jnp.int32(0)),
+                                    jnp.float32(cfg.beta)), mesh)
+        frozen = replicate(Frozen(rp, mp), mesh)
+        out = []
+        for i in range(2):
+            state, m, tokens, tmask = it(state, frozen, *shard_batch((prompt, mask), mesh),
+                                         jax.random.key(i))
+            out.append(np.asarray(tokens).tolist())
+        return state, {k: float(v) for k, v in m.items()}, out
+
+    s4, m4, t4 = run(4)
+    s1, m1, t1 = run(1)
+    diff = lambda a, b: max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in
+                            zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    print(json.dumps({"d41": diff(s4.train.params, s1.train.params),
+                      "moved": diff(s1.train.params, p), "same_tokens": t4 == t1,
+                      "beta4": float(s4.beta), "beta1": float(s1.beta), "m4": m4, "m1": m1}))
+""")
+
+
+def test_rlhf_iteration_on_four_devices_equals_one_device():
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", RLHF_SCRIPT], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["same_tokens"]  # sampling does not depend on how the batch is sharded
+    assert r["moved"] > 1e-3, r
+    assert r["d41"] < 1e-5, r
+    assert r["beta4"] == pytest.approx(r["beta1"], rel=1e-6) and r["beta1"] != 0.1
+    for k in ("score", "kl", "policy_loss", "value_loss", "clip_fraction"):
+        assert r["m4"][k] == pytest.approx(r["m1"][k], rel=1e-4, abs=1e-6), k
