@@ -56,8 +56,7 @@ class PipelineConfig:
     """Stages 3 and 4: preference data (n_train + n_val comparisons of SFT samples by the
     simulated labelers) and the reward model trained on it (its `init` and `preferences`
     are set by the pipeline)."""
-    rlhf: RLHFConfig = field(default_factory=lambda: RLHFConfig(beta=0.1, lr=3e-5,
-                                                                iterations=80))
+    rlhf: RLHFConfig = field(default_factory=RLHFConfig)
     """Stage 5: PPO against the reward model (its `init` and `reward` are set by the
     pipeline)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
