@@ -461,6 +461,7 @@ def train_rlhf(cfg: RLHFConfig, run_dir: str | Path, stop_after: int | None = No
     key = jax.random.key(cfg.seed)
     end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
     bar = progress(cfg.iterations, "ppo", initial=start)
+    latest = None
     for it in range(start, end):
         prompts = task.prompts(cfg.batch_size, seed=cfg.seed * 1_000_003 + it + 1)
         prompt, prompt_mask = tokenizer.encode_batch(prompts, bos=True, padding="left",
@@ -473,8 +474,8 @@ def train_rlhf(cfg: RLHFConfig, run_dir: str | Path, stop_after: int | None = No
         record["gold"] = float(np.mean([task.gold_reward(t) for t in texts]))
         done = it + 1
         if done % cfg.eval_every == 0 or done == cfg.iterations:
-            s = evaluator.samples(graphdef, jax.device_get(state.train.params))
-            record.update({f"eval_{k}": v for k, v in s.summary(task).items()})
+            latest = evaluator.samples(graphdef, jax.device_get(state.train.params))
+            record.update({f"eval_{k}": v for k, v in latest.summary(task).items()})
         writer.write(done, **record)
         bar.update(1)
         bar.set_postfix(score=f"{record['score']:.2f}", gold=f"{record['gold']:.2f}",
@@ -490,7 +491,9 @@ def train_rlhf(cfg: RLHFConfig, run_dir: str | Path, stop_after: int | None = No
     if end < cfg.iterations:
         return graphdef, params, {}
 
-    final = evaluator.samples(graphdef, params)
+    # The loop evaluated the final policy already, unless it had nothing left to do (a
+    # finished run read back); the evaluation key is fixed, so both give the same samples.
+    final = latest if end > start else evaluator.samples(graphdef, params)
     history = read_metrics(run_dir / "metrics.jsonl")
     summary = {"sft": baselines["sft"], "best_of_n": baselines["best_of_n"],
                "ppo": final.summary(task), "n": baselines["n"],

@@ -150,7 +150,7 @@ def kl_shaped_rewards(logprobs: jax.Array, ref_logprobs: jax.Array, score: jax.A
     kl_t is the per-token estimate of KL(pi || pi_0) from the sampled token (k1: the
     log-ratio log pi(a_t|s_t) - log pi_0(a_t|s_t)). The score lands on the last token where
     `mask` is True, so right-padding after EOS never moves it. The code's r_t is the reward
-    of taking a_t in s_t (the decks write r_{t+1} for it).
+    of taking a_t in s_t (the decks' r(s, a); Sutton & Barto write R_{t+1} for it).
 
     Args:
         logprobs, ref_logprobs: (B, N) log-probs of the sampled tokens under pi and pi_0.
