@@ -94,7 +94,7 @@ PRESETS: dict[str, dict] = {
         "reward.n_train": 1000, "reward.n_val": 200, "reward.steps": 150,
         "reward.eval_every": 75, "reward.checkpoint_every": 75, "reward.optim.lr": 1e-3,
         "reward.target_agreement": 0.8,
-        "rlhf.iterations": 60, "rlhf.n_eval": 256, "rlhf.best_of_n": 8,
+        "rlhf.iterations": 40, "rlhf.n_eval": 128, "rlhf.best_of_n": 8,
         "rlhf.lr": 5e-5,
         "n_samples": 16, "show": 3,
     },

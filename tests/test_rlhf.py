@@ -31,14 +31,15 @@ def small_run(tmp_path_factory):
 
 def test_ppo_raises_the_gold_reward_over_sft_with_bounded_kl(small_run):
     """The documented margin: on 128 held-out prompts the PPO policy's mean gold reward is
-    at least 0.05 above the SFT policy's, with the KL to SFT under 8 nats per response; the
-    reward model's score (what PPO optimises) rises by at least 0.4 standard deviations."""
+    at least 0.15 above the SFT policy's (measured: -0.006 -> 0.271), with the KL to SFT
+    under 8 nats per response (measured: 4.0); the reward model's score, which PPO
+    optimises, rises by at least 0.4 of its SFT standard deviation (measured: 1.1)."""
     _, _, summary, _ = small_run
     rl = summary["rlhf"]
     print(json.dumps(rl, indent=1))
     assert rl["sft"]["kl"] == pytest.approx(0.0, abs=1e-4)  # SFT is its own reference
     assert rl["ppo"]["score"] > rl["sft"]["score"] + 0.4, rl
-    assert rl["ppo"]["gold"] > rl["sft"]["gold"] + 0.05, rl
+    assert rl["ppo"]["gold"] > rl["sft"]["gold"] + 0.15, rl
     assert 0.0 < rl["ppo"]["kl"] < 8.0, rl
     # Best-of-n: picks by the reward model, so its score beats SFT's; KL is the formula.
     assert rl["best_of_n"]["score"] > rl["sft"]["score"] + 0.4, rl
@@ -55,7 +56,7 @@ def test_pipeline_writes_its_summary_plots_and_table(small_run):
     for word in ("gold reward", "reward-model score", "KL to SFT", "best-of-8", "PPO"):
         assert word in printed, word
     records = [json.loads(line) for line in (out / "ppo" / "metrics.jsonl").open()]
-    assert [r["step"] for r in records] == list(range(1, 61))
+    assert [r["step"] for r in records] == list(range(1, 41))
     for key in ("score", "gold", "kl", "beta", "entropy", "clip_fraction", "truncated",
                 "length", "policy_loss", "value_loss", "approx_kl", "explained_variance"):
         assert all(np.isfinite(r[key]) for r in records), key
