@@ -29,3 +29,19 @@ def small_model(tokenizer):
     cfg = ModelConfig(vocab_size=tokenizer.vocab_size, max_len=64, d_model=32, n_heads=4,
                       n_layers=2)
     return init_model(cfg, jax.random.key(0))
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """The tiny pipeline through the CLI, stopped after the reward model and then re-run to
+    the end (as if interrupted there). Returns (exit code, run folder, facts seen between
+    the two calls)."""
+    from minirlhf.cli import main
+
+    out = tmp_path_factory.mktemp("cli") / "run"
+    argv = ["pipeline", "--preset", "tiny", "--out", str(out), "--pretrain.steps", "20"]
+    first = main(argv + ["--stop_after", "reward"])
+    facts = {"first_code": first, "ppo_after_stop": (out / "ppo").exists(),
+             "reward_checkpoints": sorted(p.name for p in (out / "reward" / "checkpoints")
+                                          .iterdir())}
+    return main(argv), out, facts

@@ -10,9 +10,8 @@ from minirlhf.cli import main
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["pipeline", "--preset", "tiny", "--out", str(out), "--pretrain.steps", "20"])
+def pipeline_run(tiny_pipeline):
+    code, out, _ = tiny_pipeline
     return code, out
 
 
