@@ -40,7 +40,9 @@ def add_config_options(parser: argparse.ArgumentParser, cls, skip=()) -> None:
     for name, typ, default, doc in flat_fields(cls):
         if name in skip:
             continue
-        kwargs = {"default": _SUPPRESS, "help": f"{doc} (default: {default!r})",
+        # argparse %-formats help strings: a literal "%" in a docstring must be doubled.
+        text = f"{doc} (default: {default!r})".replace("%", "%%")
+        kwargs = {"default": _SUPPRESS, "help": text,
                   "dest": "cfg:" + name, "metavar": name.split(".")[-1].upper()}
         if typing.get_origin(typ) is typing.Literal:
             kwargs["choices"] = typing.get_args(typ)

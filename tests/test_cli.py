@@ -92,6 +92,15 @@ def test_console_script_help_lists_documented_options():
     assert "--optim.lr" in proc.stdout and "Peak learning rate" in proc.stdout
 
 
+@pytest.mark.parametrize("command", ["pipeline", "pretrain", "sft", "sample", "preferences",
+                                     "reward", "rlhf", "ppo", "ppo-eval"])
+def test_every_command_has_a_help_page(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: minirlhf " + command in capsys.readouterr().out
+
+
 def test_sft_help_shows_the_real_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["sft", "--help"])
