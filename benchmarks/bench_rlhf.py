@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import statistics
@@ -52,6 +51,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.references (the naive generation reference)
+sys.path.insert(0, str(REPO / "benchmarks"))  # for common
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -61,11 +61,13 @@ from minirlhf.envs import make_task  # noqa: E402
 from minirlhf.generate import SamplingConfig, generate, with_response  # noqa: E402
 from minirlhf.model import ModelConfig, count_params, forward, init_model  # noqa: E402
 from minirlhf.pipeline import PRESETS, preset, run_pipeline  # noqa: E402
-from minirlhf.rlhf import RLHFConfig, make_reward_fn  # noqa: E402
+from minirlhf.reward_model import make_reward_fn  # noqa: E402
+from minirlhf.rlhf import RLHFConfig  # noqa: E402
 from minirlhf.rollout import (LMRollout, kl_shaped_rewards, response_outputs,  # noqa: E402
                               rollout)
 from minirlhf.tokenizer import CharTokenizer  # noqa: E402
 from tests.references import naive_generate  # noqa: E402
+from common import print_load, write_figures  # noqa: E402
 
 TASK = "reviews"
 
@@ -353,16 +355,9 @@ def main(argv=None) -> dict:
         print("-" * (width + 20))
 
     load_after = os.getloadavg()[0]
-    busy = max(load_before, load_after) > (os.cpu_count() or 1)
-    print(f"load average (1 min): {load_before:.2f} at start, {load_after:.2f} at end"
-          + ("  -- the machine was busy, timings are noisy" if busy else ""))
+    print_load(load_before, load_after)
     figures["load_average"] = [load_before, load_after]
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(figures, indent=2))
-        tmp.replace(args.json)  # atomic: never a half-written file
-        print(f"figures written to {args.json}")
+    write_figures(args.json, figures)
     return figures
 
 

@@ -454,9 +454,12 @@ def load_reward_model(run_dir: str | Path):
     graphdef, params, tokenizer, meta = load_model(run_dir)
     if meta.get("stage") != "reward" or "normalization" not in meta:
         raise ValueError(f"{run_dir} does not hold a finished reward model")
-    mean, std = meta["normalization"]["mean"], meta["normalization"]["std"]
+    return graphdef, params, tokenizer, meta, make_reward_fn(graphdef, params,
+                                                             meta["normalization"])
 
-    def reward_fn(tokens, mask):
-        return (scores(graphdef, params, tokens, mask) - mean) / std
 
-    return graphdef, params, tokenizer, meta, reward_fn
+def make_reward_fn(graphdef, params, normalization: dict):
+    """(tokens (..., T), mask (..., T)) -> (...) scores normalised by the stored
+    {"mean", "std"} (mean 0, std 1 on SFT samples); jittable, and `params` may be traced."""
+    mean, std = float(normalization["mean"]), float(normalization["std"])
+    return lambda tokens, mask: (scores(graphdef, params, tokens, mask) - mean) / std

@@ -53,7 +53,7 @@ from minirlhf.losses import approx_kl, clip_fraction, clipped_surrogate_loss, cl
 from minirlhf.optim import TrainState
 from minirlhf.parallel import check_divisible, make_mesh, replicate, shard_batch
 from minirlhf.ppo import make_update
-from minirlhf.reward_model import scores
+from minirlhf.reward_model import make_reward_fn
 from minirlhf.rollout import RolloutConfig, response_outputs, rollout, token_gae
 
 
@@ -243,12 +243,6 @@ def make_optimizer(cfg: RLHFConfig) -> optax.GradientTransformation:
     """Adam (eps 1e-5, as the gym PPO) after global-norm clipping."""
     parts = [optax.clip_by_global_norm(cfg.max_grad_norm)] if cfg.max_grad_norm > 0 else []
     return optax.chain(*parts, optax.adam(cfg.lr, eps=1e-5))
-
-
-def make_reward_fn(rm_graphdef: nnx.GraphDef, rm_params: nnx.State, normalization: dict):
-    """(tokens, mask) -> (B,) normalised reward-model scores (mean 0, std 1 on SFT samples)."""
-    mean, std = float(normalization["mean"]), float(normalization["std"])
-    return lambda tokens, mask: (scores(rm_graphdef, rm_params, tokens, mask) - mean) / std
 
 
 def make_iteration(cfg: RLHFConfig, graphdef: nnx.GraphDef, ref_graphdef: nnx.GraphDef,
