@@ -30,7 +30,6 @@ shared machine are noisy: the load average is printed so a busy run can be recog
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -53,6 +52,7 @@ from minirlhf.parallel import check_divisible, data_parallel, make_mesh, shard_b
 from minirlhf.pretrain import LMBatch, make_train_step  # noqa: E402
 from minirlhf.tokenizer import BOS_ID, PAD_ID  # noqa: E402
 from tests.references import naive_generate  # noqa: E402
+from common import write_figures  # noqa: E402
 
 VOCAB = 45  # the reviews task's character tokenizer: 3 special tokens + 42 characters
 FIRST_CHAR_ID = 3  # ids below are PAD, BOS, EOS
@@ -325,12 +325,7 @@ def main(argv=None) -> dict:
                "machine": machine, "load_average": [load_before, load_after],
                "jax_train": train, "torch_train": torch_res,
                "ratio_jax_over_torch": ratio, "generation": gen}
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(figures, indent=2))
-        tmp.replace(args.json)  # atomic: never a half-written file
-        print(f"figures written to {args.json}")
+    write_figures(args.json, figures)
     return figures
 
 

@@ -59,6 +59,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from common import print_load, write_figures  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # for baselines.torch_ppo
@@ -581,16 +582,9 @@ def main(argv=None) -> dict:
     load_after = os.getloadavg()[0]
     figures["wall_s"] = time.perf_counter() - start
     print(f"total wall time: {figures['wall_s'] / 60:.1f} min")
-    busy = load_after > (os.cpu_count() or 1) or load_before > (os.cpu_count() or 1)
-    print(f"load average (1 min): {load_before:.2f} at start, {load_after:.2f} at end"
-          + ("  -- the machine was busy, timings are noisy" if busy else ""))
+    print_load(load_before, load_after)
     figures["load_average"] = [load_before, load_after]
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(figures, indent=2))
-        tmp.replace(args.json)  # atomic: never a half-written file
-        print(f"figures written to {args.json}")
+    write_figures(args.json, figures)
     return figures
 
 
