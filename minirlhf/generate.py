@@ -27,8 +27,8 @@ import numpy as np
 from flax import nnx, struct
 
 from minirlhf.distributions import token_logprobs
-from minirlhf.model import (KVCache, forward_cached, init_cache, last_real_index,
-                            positions_from_mask)
+from minirlhf.model import (KVCache, extend_cache, forward_cached, init_cache,
+                            last_real_index, positions_from_mask)
 from minirlhf.tokenizer import EOS_ID, PAD_ID
 
 
@@ -103,6 +103,29 @@ def filter_logits(logits: jax.Array, cfg: SamplingConfig) -> jax.Array:
     return x
 
 
+def pick_token(u: jax.Array, logits: jax.Array, cfg: SamplingConfig) -> jax.Array:
+    """Pick one token per row with a given uniform draw: argmax if temperature == 0, else
+    sample the filtered softmax by inverting its CDF at u.
+
+    Inverse-CDF sampling: token j is chosen when CDF(j-1) < (1 - u) * CDF(V-1) <= CDF(j),
+    which happens with probability p_j; a token outside the top-k / top-p support has
+    p_j = 0 and is never chosen. One uniform per row (rather than V Gumbel draws, as
+    `jax.random.categorical` uses) lets `generate` draw all of them before its loop.
+
+    Args:
+        u: (B,) uniforms in [0, 1). logits: (B, V).
+    Returns:
+        (B,) int32 token ids.
+    """
+    if cfg.temperature == 0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    probs = jax.nn.softmax(filter_logits(logits, cfg), axis=-1)  # (B, V), 0 off the support
+    cdf = jnp.cumsum(probs, axis=-1)
+    target = (1.0 - u)[:, None] * cdf[:, -1:]  # in (0, total]: never picks a p_j = 0 token
+    token = jnp.sum(cdf < target, axis=-1)
+    return jnp.minimum(token, logits.shape[-1] - 1).astype(jnp.int32)
+
+
 def sample_token(key: jax.Array, logits: jax.Array, cfg: SamplingConfig) -> jax.Array:
     """Pick one token per row: argmax if temperature == 0, else sample the filtered softmax.
 
@@ -111,9 +134,12 @@ def sample_token(key: jax.Array, logits: jax.Array, cfg: SamplingConfig) -> jax.
     Returns:
         (B,) int32 token ids.
     """
-    if cfg.temperature == 0:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    return jax.random.categorical(key, filter_logits(logits, cfg), axis=-1).astype(jnp.int32)
+    return pick_token(jax.random.uniform(key, logits.shape[:1]), logits, cfg)
+
+
+def sampling_uniforms(key: jax.Array, steps: int, batch: int) -> jax.Array:
+    """The uniforms generation consumes: row i is step i's draw for each sequence. (N, B)."""
+    return jax.random.uniform(key, (steps, batch))
 
 
 @struct.dataclass
@@ -124,7 +150,6 @@ class DecodeCarry:
     logits: jax.Array  # (B, V) logits of the next token
     position: jax.Array  # (B,) position the next token will take
     done: jax.Array  # (B,) the row has emitted EOS
-    key: jax.Array
 
 
 @struct.dataclass
@@ -146,22 +171,27 @@ def _generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConfig,
             f"prompt length {P} + max_new_tokens {N} = {P + N} exceeds ModelConfig.max_len="
             f"{model_cfg.max_len}")
 
-    # Prefill: run the whole prompt once, filling cache slots [0, P).
-    cache = init_cache(model_cfg, B, P + N)
+    # Prefill: run the whole prompt once, filling a cache of P slots, then make room for the
+    # N new tokens (the prompt's attention need not scan N slots that are still empty).
     positions = positions_from_mask(prompt_mask)  # (B, P)
-    out = forward_cached(graphdef, params, prompt, prompt_mask, positions, cache, 0)
+    out = forward_cached(graphdef, params, prompt, prompt_mask, positions,
+                         init_cache(model_cfg, B, P), 0)
+    out = out.replace(cache=extend_cache(out.cache, N))
     last = last_real_index(prompt_mask)  # (B,) works for left and right padding
     carry = DecodeCarry(
         cache=out.cache,
         logits=out.logits[jnp.arange(B), last],  # (B, V)
         position=jnp.sum(prompt_mask, axis=-1).astype(jnp.int32),
         done=jnp.zeros((B,), bool),
-        key=key,
     )
+    # Every random number the loop needs, drawn at once: one uniform per row and step
+    # (N x B numbers, whatever V is). A draw inside the loop would run the PRNG's own small
+    # loop at every step, a large share of a decoding step's time on CPU.
+    uniforms = sampling_uniforms(key, N, B)
 
-    def step(carry: DecodeCarry, i):
-        key, sub = jax.random.split(carry.key)
-        token = sample_token(sub, carry.logits, cfg)  # (B,)
+    def step(carry: DecodeCarry, xs):
+        i, u = xs
+        token = pick_token(u, carry.logits, cfg)  # (B,)
         live = ~carry.done
         token = jnp.where(live, token, pad_id)
         logprob = jnp.where(live, token_logprobs(carry.logits, token), 0.0)
@@ -170,10 +200,10 @@ def _generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConfig,
                              carry.position[:, None], carry.cache, P + i)
         new = DecodeCarry(cache=out.cache, logits=out.logits[:, 0],
                           position=carry.position + live.astype(jnp.int32),
-                          done=carry.done | (token == eos_id), key=key)
+                          done=carry.done | (token == eos_id))
         return new, DecodeStep(token=token, logprob=logprob, mask=live)
 
-    final, steps = jax.lax.scan(step, carry, jnp.arange(N))
+    final, steps = jax.lax.scan(step, carry, (jnp.arange(N), uniforms))
     return Generation(tokens=steps.token.T, logprobs=steps.logprob.T, mask=steps.mask.T,
                       finished=final.done)
 

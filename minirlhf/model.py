@@ -82,7 +82,10 @@ class KVCache:
     """Keys and values of every layer for S slots, written one step at a time.
 
     Attributes:
-        k, v: (L, B, S, H, Dh).
+        k, v: tuples of L arrays (B, H, S, Dh), one per layer, heads before slots: the layout
+            attention multiplies in, so a decoding step uses each layer's cache as it is.
+            (One (L, ...) array per step would cost a copy of a layer's slice, and a
+            (B, S, H, Dh) layout a transposed copy: measured 20% and 35% of a step on CPU.)
         valid: (B, S) bool, slots that hold a real token (written and not PAD).
     """
 
@@ -164,13 +167,13 @@ class CausalSelfAttention(nnx.Module):
         init = nnx.initializers.normal(0.02 / (2 * cfg.n_layers) ** 0.5)
         self.out = nnx.Linear(D, D, kernel_init=init, rngs=rngs)
 
-    def __call__(self, x, positions, attn_mask, cache_k=None, cache_v=None, layer=0, index=None):
+    def __call__(self, x, positions, attn_mask, cache_k=None, cache_v=None, index=None):
         """x (B, T, D), positions (B, T), attn_mask (B, T, S) -> (B, T, D), cache_k, cache_v.
 
-        Without a cache, S = T and the keys are this call's tokens. With the whole cache
-        (cache_k, cache_v of shape (L, B, S, H, Dh)), only this call's keys and values are
-        written, at [layer, :, index:index + T]: one small in-place update per step rather
-        than a rebuilt cache (measured: decoding 1.6x faster on CPU).
+        Without a cache, S = T and the keys are this call's tokens. With this layer's cache
+        (cache_k, cache_v of shape (B, H, S, Dh)), only this call's keys and values are
+        written, at [:, :, index:index + T]: one small in-place update per step rather than
+        a rebuilt cache (measured: decoding 1.6x faster on CPU).
         """
         B, T, D = x.shape
         H = self.cfg.n_heads
@@ -178,14 +181,14 @@ class CausalSelfAttention(nnx.Module):
         q, k, v = (a.reshape(B, T, H, D // H) for a in (q, k, v))  # (B, T, H, Dh)
         if self.cfg.positions == "rope":
             q, k = rotary(q, positions), rotary(k, positions)
-        if cache_k is not None:
-            at = (layer, 0, index, 0, 0)
-            cache_k = jax.lax.dynamic_update_slice(cache_k, k[None].astype(cache_k.dtype), at)
-            cache_v = jax.lax.dynamic_update_slice(cache_v, v[None].astype(cache_v.dtype), at)
-            k, v = cache_k[layer], cache_v[layer]  # (B, S, H, Dh)
         # Heads first, so both products are plain batched matmuls over (B, H): measured
         # 2.5x faster on XLA:CPU than contracting the (B, T, H, Dh) layout directly.
-        qh, kh, vh = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))  # (B, H, T|S, Dh)
+        qh, kh, vh = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))  # (B, H, T, Dh)
+        if cache_k is not None:
+            at = (0, 0, index, 0)
+            cache_k = jax.lax.dynamic_update_slice(cache_k, kh.astype(cache_k.dtype), at)
+            cache_v = jax.lax.dynamic_update_slice(cache_v, vh.astype(cache_v.dtype), at)
+            kh, vh = cache_k, cache_v  # (B, H, S, Dh)
         scores = jnp.einsum("bhtd,bhsd->bhts", qh, kh) / jnp.sqrt(D // H)  # (B, H, T, S)
         scores = jnp.where(attn_mask[:, None], scores, _MASKED)
         weights = jax.nn.softmax(scores, axis=-1)
@@ -213,9 +216,9 @@ class Block(nnx.Module):
         self.ln2 = nnx.LayerNorm(cfg.d_model, rngs=rngs)
         self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x, positions, attn_mask, cache_k=None, cache_v=None, layer=0, index=None):
+    def __call__(self, x, positions, attn_mask, cache_k=None, cache_v=None, index=None):
         a, cache_k, cache_v = self.attn(self.ln1(x), positions, attn_mask, cache_k, cache_v,
-                                        layer, index)
+                                        index)
         x = x + a
         return x + self.mlp(self.ln2(x)), cache_k, cache_v
 
@@ -244,16 +247,19 @@ class Transformer(nnx.Module):
         x = self.embed(tokens)  # (B, T, D)
         if self.cfg.positions == "learned":
             x = x + self.pos_embed(positions)
-        cache_k, cache_v = (None, None) if cache is None else (cache.k, cache.v)
+        new_k, new_v = [], []
         for layer, block in enumerate(self.blocks):
-            x, cache_k, cache_v = block(x, positions, attn_mask, cache_k, cache_v, layer, index)
+            k, v = (None, None) if cache is None else (cache.k[layer], cache.v[layer])
+            x, k, v = block(x, positions, attn_mask, k, v, index)
+            new_k.append(k)
+            new_v.append(v)
         h = self.ln_f(x)  # (B, T, D)
         if self.cfg.tie_embeddings:
             logits = self.embed.attend(h)  # (B, T, V) = h @ E^T
         else:
             logits = self.lm_head(h)
         values = self.value(h)[..., 0] if self.cfg.value_head else None
-        new_cache = None if cache is None else cache.replace(k=cache_k, v=cache_v)
+        new_cache = None if cache is None else cache.replace(k=tuple(new_k), v=tuple(new_v))
         return ModelOutput(logits=logits, hidden=h, values=values, cache=new_cache)
 
 
@@ -308,9 +314,18 @@ def forward(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
 def init_cache(cfg: ModelConfig, batch: int, slots: int, dtype=jnp.float32) -> KVCache:
     """An empty KV cache of `slots` slots for a batch of `batch` sequences."""
     Dh = cfg.d_model // cfg.n_heads
-    shape = (cfg.n_layers, batch, slots, cfg.n_heads, Dh)
-    return KVCache(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
+    shape = (batch, cfg.n_heads, slots, Dh)
+    zeros = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.n_layers))
+    return KVCache(k=zeros, v=zeros,
                    valid=jnp.zeros((batch, slots), bool))
+
+
+def extend_cache(cache: KVCache, slots: int) -> KVCache:
+    """The same cache with `slots` more empty slots at the end (S -> S + slots)."""
+    pad = ((0, 0), (0, 0), (0, slots), (0, 0))  # the S axis of (B, H, S, Dh)
+    grow = lambda kv: tuple(jnp.pad(a, pad) for a in kv)
+    return KVCache(k=grow(cache.k), v=grow(cache.v),
+                   valid=jnp.pad(cache.valid, ((0, 0), (0, slots))))
 
 
 def forward_cached(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,

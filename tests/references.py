@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from minirlhf.distributions import token_logprobs
-from minirlhf.generate import Generation, SamplingConfig, sample_token
+from minirlhf.generate import Generation, SamplingConfig, pick_token, sampling_uniforms
 from minirlhf.model import forward, last_real_index
 from minirlhf.tokenizer import EOS_ID, PAD_ID
 
@@ -14,7 +14,7 @@ from minirlhf.tokenizer import EOS_ID, PAD_ID
 def naive_generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConfig,
                    forward_fn=None) -> Generation:
     """Generation without a KV cache: a full forward over the whole sequence for every new
-    token, in a Python loop. Same key splitting and sampling as `generate`.
+    token, in a Python loop. Same random draws and sampling as `generate`.
 
     `forward_fn(params, tokens, mask) -> logits` may be a jitted full forward (the
     benchmark passes one); by default the eager `forward` is used.
@@ -24,12 +24,12 @@ def naive_generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConf
     tokens, mask = jnp.asarray(prompt), jnp.asarray(prompt_mask, bool)
     B = tokens.shape[0]
     done = jnp.zeros((B,), bool)
+    uniforms = sampling_uniforms(key, cfg.max_new_tokens, B)
     out_tokens, out_logprobs, out_mask = [], [], []
-    for _ in range(cfg.max_new_tokens):
+    for i in range(cfg.max_new_tokens):
         logits = forward_fn(params, tokens, mask)
         logits = logits[jnp.arange(B), last_real_index(mask)]  # (B, V) at the last real token
-        key, sub = jax.random.split(key)
-        token = sample_token(sub, logits, cfg)
+        token = pick_token(uniforms[i], logits, cfg)
         live = ~done
         token = jnp.where(live, token, PAD_ID)
         out_logprobs.append(jnp.where(live, token_logprobs(logits, token), 0.0))

@@ -3,9 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minirlhf.generate import SamplingConfig, filter_logits, generate, sample_token, with_response
+from minirlhf.generate import (SamplingConfig, filter_logits, generate, pick_token, sample_token,
+                               with_response)
 from minirlhf.distributions import token_logprobs
-from minirlhf.model import forward
+from minirlhf.model import ModelConfig, extend_cache, forward, init_cache
 from minirlhf.tokenizer import EOS_ID, PAD_ID
 
 from tests.references import naive_generate
@@ -105,6 +106,41 @@ def test_filtered_samples_stay_in_the_support():
     assert set(np.unique(draws)) == {1, 3}
     freq = np.mean(draws == 1)  # renormalised: 0.4 / 0.7
     assert abs(freq - 4 / 7) < 0.04
+
+
+def test_inverse_cdf_pick_by_hand():
+    """CDF of [0.1, 0, 0.6, 0.3] is [0.1, 0.1, 0.7, 1.0]: token j is picked when
+    CDF(j-1) < 1 - u <= CDF(j); the zero-probability token 1 never is, even at the edges."""
+    probs = jnp.array([[0.1, 0.0, 0.6, 0.3]])
+    logits = jnp.log(probs)
+    cfg = SamplingConfig()
+    for u, token in [(0.0, 3), (0.25, 3), (0.31, 2), (0.85, 2), (0.89, 2), (0.91, 0), (0.95, 0),
+                     (0.999999, 0)]:
+        assert int(pick_token(jnp.array([u]), logits, cfg)[0]) == token, u
+    # top_k=1 keeps token 2 only, whatever u is
+    for u in (0.0, 0.5, 0.999999):
+        assert int(pick_token(jnp.array([u]), logits, SamplingConfig(top_k=1))[0]) == 2
+
+
+def test_inverse_cdf_frequencies_match_the_softmax():
+    logits = jnp.array([[1.0, -0.5, 0.3, 2.0, -3.0]])
+    u = jax.random.uniform(jax.random.key(1), (40_000,))
+    draws = np.asarray(pick_token(u, jnp.repeat(logits, u.shape[0], 0), SamplingConfig()))
+    freq = np.bincount(draws, minlength=5) / draws.size
+    np.testing.assert_allclose(freq, jax.nn.softmax(logits[0]), atol=0.01)
+
+
+def test_extend_cache_adds_empty_slots():
+    cfg = ModelConfig(n_layers=2, d_model=16, n_heads=2)
+    cache = init_cache(cfg, batch=3, slots=4)
+    cache = cache.replace(k=tuple(a + 1.0 for a in cache.k),
+                          valid=cache.valid.at[:, :2].set(True))
+    longer = extend_cache(cache, 5)
+    assert len(longer.k) == 2 and longer.k[0].shape == (3, 2, 9, 8)  # (B, H, S, Dh)
+    np.testing.assert_array_equal(longer.k[1][:, :, :4], cache.k[1])
+    assert not np.asarray(longer.k[1][:, :, 4:]).any()
+    np.testing.assert_array_equal(longer.valid[:, :4], cache.valid)
+    assert not np.asarray(longer.valid[:, 4:]).any()
 
 
 def test_temperature_to_zero_equals_greedy(small_model, tokenizer):
