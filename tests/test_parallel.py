@@ -211,3 +211,27 @@ def test_rlhf_iteration_on_four_devices_equals_one_device():
     assert r["beta4"] == pytest.approx(r["beta1"], rel=1e-6) and r["beta1"] != 0.1
     for k in ("score", "kl", "policy_loss", "value_loss", "clip_fraction"):
         assert r["m4"][k] == pytest.approx(r["m1"][k], rel=1e-4, abs=1e-6), k
+
+
+def test_cpu_compiler_options_change_speed_not_results():
+    """`jit_with_cpu_options`: same values as a plain jit, under an outer jit too, and a
+    compile option this XLA does not know falls back to a plain jit instead of failing."""
+    import jax
+    import jax.numpy as jnp
+
+    from minirlhf.model import ModelConfig, forward, init_model
+    from minirlhf.parallel import CPU_DECODE_OPTIONS, _options_supported, jit_with_cpu_options
+
+    g, p = init_model(ModelConfig(max_len=16, d_model=32, n_heads=2), jax.random.key(0))
+    tokens = jax.random.randint(jax.random.key(1), (4, 16), 3, 45)
+    mask = jnp.ones((4, 16), bool)
+    logits = lambda params, t: forward(g, params, t, mask).logits
+    plain = jax.jit(logits)(p, tokens)
+    tuned = jit_with_cpu_options(logits, CPU_DECODE_OPTIONS)
+    np.testing.assert_allclose(tuned(p, tokens), plain, atol=1e-5)
+    nested = jax.jit(lambda params, t: tuned(params, t) * 2.0)(p, tokens)
+    np.testing.assert_allclose(nested, 2.0 * plain, atol=1e-5)
+
+    unknown = {"xla_cpu_no_such_option_in_any_version": ""}
+    assert not _options_supported(tuple(unknown.items()))
+    np.testing.assert_allclose(jit_with_cpu_options(logits, unknown)(p, tokens), plain, atol=1e-5)
