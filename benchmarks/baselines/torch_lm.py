@@ -6,7 +6,8 @@ Only benchmarks/bench_lm.py imports this file; torch is an optional extra
 The model matches `minirlhf.model.Transformer` with learned positions and tied embeddings:
 token + learned position embeddings, L pre-LayerNorm blocks of causal multi-head
 self-attention (one fused qkv linear, `F.scaled_dot_product_attention(is_causal=True)`) and
-a GELU MLP of width mlp_ratio * D, a final LayerNorm and an LM head tied to the token
+a GELU MLP of width mlp_ratio * D (the tanh approximation, as `jax.nn.gelu` and GPT-2 use;
+torch's default `nn.GELU()` is the exact erf form), a final LayerNorm and an LM head tied to the token
 embedding. Training is next-token cross-entropy averaged over target tokens, AdamW
 (decay on matrices only) after global-norm clipping at 1.0 -- the same work per step as
 `minirlhf.pretrain.make_train_step`. It runs eagerly (no torch.compile), as a student's
@@ -63,7 +64,7 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(D)
         self.attn = CausalSelfAttention(cfg)
         self.ln2 = nn.LayerNorm(D)
-        self.mlp = nn.Sequential(nn.Linear(D, cfg.mlp_ratio * D), nn.GELU(),
+        self.mlp = nn.Sequential(nn.Linear(D, cfg.mlp_ratio * D), nn.GELU(approximate="tanh"),
                                  nn.Linear(cfg.mlp_ratio * D, D))
 
     def forward(self, x):
