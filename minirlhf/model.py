@@ -168,14 +168,16 @@ class CausalSelfAttention(nnx.Module):
         self.out = nnx.Linear(D, D, kernel_init=init, rngs=rngs)
 
     def __call__(self, x, positions, attn_mask, cache_k=None, cache_v=None, index=None):
-        """x (B, T, D), positions (B, T), attn_mask (B, T, S) -> (B, T, D), cache_k, cache_v.
+        """x (B*T, D), positions (B, T), attn_mask (B, T, S) -> (B*T, D), cache_k, cache_v.
 
+        x is the residual stream with batch and time flattened (see `Transformer`).
         Without a cache, S = T and the keys are this call's tokens. With this layer's cache
         (cache_k, cache_v of shape (B, H, S, Dh)), only this call's keys and values are
         written, at [:, :, index:index + T]: one small in-place update per step rather than
         a rebuilt cache (measured: decoding 1.6x faster on CPU).
         """
-        B, T, D = x.shape
+        B, T = positions.shape
+        D = x.shape[-1]
         H = self.cfg.n_heads
         q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
         q, k, v = (a.reshape(B, T, H, D // H) for a in (q, k, v))  # (B, T, H, Dh)
@@ -193,7 +195,7 @@ class CausalSelfAttention(nnx.Module):
         scores = jnp.where(attn_mask[:, None], scores, _MASKED)
         weights = jax.nn.softmax(scores, axis=-1)
         y = jnp.einsum("bhts,bhsd->bhtd", weights, vh)  # (B, H, T, Dh)
-        return self.out(jnp.swapaxes(y, 1, 2).reshape(B, T, D)), cache_k, cache_v
+        return self.out(jnp.swapaxes(y, 1, 2).reshape(B * T, D)), cache_k, cache_v
 
 
 class MLP(nnx.Module):
@@ -224,7 +226,13 @@ class Block(nnx.Module):
 
 
 class Transformer(nnx.Module):
-    """The causal transformer with its optional heads. Call through `forward`."""
+    """The causal transformer with its optional heads. Call through `forward`.
+
+    Inside the blocks the residual stream is one (B*T, D) matrix, reshaped to (B, H, T, Dh)
+    only where attention needs sequences. Every Linear is then a plain matrix product:
+    XLA:CPU compiles those into faster kernels than the batched products of a (B, T, D)
+    input (a training step of benchmarks/bench_lm.py's config measured about 10% faster).
+    """
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.cfg = cfg
@@ -244,16 +252,18 @@ class Transformer(nnx.Module):
             self.score = nnx.Linear(cfg.d_model, 1, kernel_init=zeros, rngs=rngs)
 
     def __call__(self, tokens, positions, attn_mask, cache: KVCache | None = None, index=None):
+        B, T = tokens.shape
         x = self.embed(tokens)  # (B, T, D)
         if self.cfg.positions == "learned":
             x = x + self.pos_embed(positions)
+        x = x.reshape(B * T, self.cfg.d_model)  # the residual stream, (B*T, D)
         new_k, new_v = [], []
         for layer, block in enumerate(self.blocks):
             k, v = (None, None) if cache is None else (cache.k[layer], cache.v[layer])
             x, k, v = block(x, positions, attn_mask, k, v, index)
             new_k.append(k)
             new_v.append(v)
-        h = self.ln_f(x)  # (B, T, D)
+        h = self.ln_f(x).reshape(B, T, self.cfg.d_model)  # (B, T, D)
         if self.cfg.tie_embeddings:
             logits = self.embed.attend(h)  # (B, T, V) = h @ E^T
         else:

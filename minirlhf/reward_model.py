@@ -39,8 +39,8 @@ from minirlhf.generate import SamplingConfig, generate
 from minirlhf.logging import atomic_write_text, plot_curves
 from minirlhf.losses import bradley_terry_loss, ranking_pairs
 from minirlhf.model import forward
-from minirlhf.optim import OptimConfig, TrainState
-from minirlhf.parallel import DATA
+from minirlhf.optim import OptimConfig, TrainState, accumulate_gradients, num_microbatches
+from minirlhf.parallel import DATA, default_microbatch_tokens
 from minirlhf.preference_data import Comparison, load_preferences, write_preferences
 from minirlhf.pretrain import LMTrainConfig, train_lm
 from minirlhf.tokenizer import PAD_ID, CharTokenizer
@@ -156,27 +156,34 @@ def init_from_sft(sft_dir: str | Path, seed: int):
     return load_with_heads(sft_dir, seed, scalar_head=True)
 
 
-def make_reward_step(graphdef, optimizer: optax.GradientTransformation):
+def make_reward_step(graphdef, optimizer: optax.GradientTransformation,
+                     microbatch_tokens: int = -1):
     """The Bradley-Terry train step, to be wrapped by `parallel.data_parallel`.
 
     Every comparison of K completions contributes its K(K-1)/2 pairs; each device sums its
-    pairs' losses and psums over "data", so N devices compute what one device would.
+    pairs' losses and psums over "data", so N devices compute what one device would. Each
+    device does so over microbatches of at most `microbatch_tokens` tokens (whole
+    comparisons of K x T tokens; -1: `parallel.default_microbatch_tokens()`, 0: the whole
+    device batch), as `pretrain.make_train_step` does.
     """
+    if microbatch_tokens < 0:
+        microbatch_tokens = default_microbatch_tokens()
 
     def train_step(state: TrainState, batch: PreferenceBatch, key: jax.Array):
         del key
+        N, K, T = batch.tokens.shape
+        count = jax.lax.psum(N * K * (K - 1) // 2, DATA)  # pairs, all devices
 
-        def loss_fn(params):
-            r = scores(graphdef, params, batch.tokens, batch.mask)  # (N, K)
-            better, worse = ranking_pairs(r.shape[1])
-            gap = r[:, better] - r[:, worse]  # (N, pairs)
+        def loss_fn(params, micro: PreferenceBatch):
+            r = scores(graphdef, params, micro.tokens, micro.mask)  # (n, K)
+            better, worse = ranking_pairs(K)
+            gap = r[:, better] - r[:, worse]  # (n, pairs)
             local = bradley_terry_loss(r[:, better], r[:, worse]) * gap.size
-            count = jax.lax.psum(gap.size, DATA)
             correct = jnp.sum(gap > 0) + 0.5 * jnp.sum(gap == 0)  # ties count half
-            accuracy = jax.lax.psum(correct, DATA) / count
-            return jax.lax.psum(local, DATA) / count, accuracy
+            return jax.lax.psum(local, DATA) / count, jax.lax.psum(correct, DATA) / count
 
-        (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        n = num_microbatches(N, K * T, microbatch_tokens)
+        (loss, accuracy), grads = accumulate_gradients(loss_fn, state.params, batch, n)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads)}

@@ -36,9 +36,9 @@ SCRIPT = textwrap.dedent("""
     mask = np.arange(T)[None] < lengths[:, None]
     batch = LMBatch(tokens, mask, mask & (np.arange(T)[None] > 0))
 
-    def run(n):
+    def run(n, microbatch_tokens=0):
         mesh = make_mesh(n)
-        step = data_parallel(make_train_step(g, opt), mesh)
+        step = data_parallel(make_train_step(g, opt, microbatch_tokens), mesh)
         state = replicate(init_train_state(p, opt), mesh)
         for i in range(2):
             state, metrics = step(state, shard_batch(batch, mesh), jax.random.key(i))
@@ -46,6 +46,9 @@ SCRIPT = textwrap.dedent("""
 
     p4, loss4 = run(4)
     p1, loss1 = run(1)
+    # With gradient accumulation, one row (12 tokens) per microbatch: 2 microbatches on
+    # each of 4 devices, 8 on 1 device.
+    p4_micro, loss4_micro = run(4, microbatch_tokens=12)
     # Independent reference: the pure loss on the whole batch, jax.grad, optax.
     params, opt_state = p, opt.init(p)
     for i in range(2):
@@ -98,6 +101,7 @@ SCRIPT = textwrap.dedent("""
                       "rm_moved": diff(rp1, rp), "rm_loss4": rloss4, "rm_loss1": rloss1,
                       "rm_ref_loss": float(rref_loss),
                       "d41": diff(p4, p1), "d1ref": diff(p1, params), "moved": moved,
+                      "d41_micro": diff(p4_micro, p1), "loss4_micro": loss4_micro,
                       "loss4": loss4, "loss1": loss1, "ref_loss": float(ref_loss),
                       "loop_d41": diff(loop4, loop1), "loop_loaded": diff(loop4, loaded),
                       "loop_val4": hist4[-1]["val_loss"], "loop_val1": hist1[-1]["val_loss"]}))
@@ -117,6 +121,11 @@ def test_four_devices_equal_one_device(result):
     assert result["moved"] > 1e-3  # the step really changed the parameters
     assert result["d41"] < 1e-5, result
     assert abs(result["loss4"] - result["loss1"]) < 1e-5
+
+
+def test_four_devices_with_microbatches_equal_one_device(result):
+    assert result["d41_micro"] < 1e-5, result
+    assert abs(result["loss4_micro"] - result["loss1"]) < 1e-5
 
 
 def test_training_loop_on_four_devices_equals_one_device(result):
