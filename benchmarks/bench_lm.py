@@ -22,7 +22,7 @@ task's character vocabulary -- learned positions, tied embeddings, MLP ratio 4, 
    still run all N steps, so this understates the per-step speed by B*N / generated, and
    the ratio is unaffected (both generate the same tokens). A greedy run of both checks
    that they produce the same tokens. On CPU `generate` is compiled with XLA options
-   (`minirlhf.parallel.CPU_DECODE_OPTIONS`) that also make a full forward faster, so a
+   (`minirlhf.parallel.CPU_OPTIONS`) that also make a full forward faster, so a
    second ratio times the naive loop with its forward compiled the same way: the
    like-for-like figure, where the first is against a plain `jax.jit` of the forward.
 
@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 from minirlhf.generate import SamplingConfig, generate  # noqa: E402
 from minirlhf.model import ModelConfig, count_params, forward, init_model  # noqa: E402
 from minirlhf.optim import OptimConfig, init_train_state, make_optimizer  # noqa: E402
-from minirlhf.parallel import (CPU_DECODE_OPTIONS, check_divisible, data_parallel,  # noqa: E402
+from minirlhf.parallel import (CPU_OPTIONS, check_divisible, data_parallel,  # noqa: E402
                                jit_with_cpu_options, make_mesh, shard_batch)
 from minirlhf.pretrain import LMBatch, make_train_step  # noqa: E402
 from minirlhf.tokenizer import BOS_ID, PAD_ID  # noqa: E402
@@ -223,7 +223,7 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
     full_forward = jax.jit(logits_fn)
     # The same forward compiled with the XLA options `generate` uses on CPU: the like-for-like
     # baseline (those options speed up a full forward too).
-    tuned_forward = jit_with_cpu_options(logits_fn, CPU_DECODE_OPTIONS)
+    tuned_forward = jit_with_cpu_options(logits_fn, CPU_OPTIONS)
 
     def kv(cfg=sample):
         return jax.block_until_ready(generate(graphdef, params, prompt, prompt_mask, key, cfg))

@@ -29,7 +29,7 @@ from flax import nnx, struct
 from minirlhf.distributions import token_logprobs
 from minirlhf.model import (KVCache, extend_cache, forward_cached, init_cache,
                             last_real_index, positions_from_mask)
-from minirlhf.parallel import CPU_DECODE_OPTIONS, jit_with_cpu_options
+from minirlhf.parallel import CPU_OPTIONS, jit_with_cpu_options
 from minirlhf.tokenizer import EOS_ID, PAD_ID
 
 
@@ -209,7 +209,7 @@ def _generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConfig,
                       finished=final.done)
 
 
-_generate_jit = jit_with_cpu_options(_generate, CPU_DECODE_OPTIONS,
+_generate_jit = jit_with_cpu_options(_generate, CPU_OPTIONS,
                                      static_argnames=("graphdef", "cfg", "eos_id", "pad_id"))
 
 

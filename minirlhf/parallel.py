@@ -52,10 +52,14 @@ def data_parallel(step: Callable, mesh: Mesh) -> Callable:
     `batch` is a pytree whose leaves have the batch as their first axis; it is split over
     the devices. `state` and `key` are replicated, and so are the outputs: `step` must make
     its results device-independent (psum / pmean over `DATA`), which the training losses do.
+    On a mesh of CPU devices the step is compiled with `CPU_OPTIONS`.
     """
     sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA), P()),
                             out_specs=(P(), P()))
-    return jax.jit(sharded, donate_argnums=(0,))
+    on_cpu = all(d.platform == "cpu" for d in mesh.devices.flat)
+    key = tuple(sorted(CPU_OPTIONS.items()))
+    options = CPU_OPTIONS if on_cpu and _options_supported(key) else None
+    return jax.jit(sharded, donate_argnums=(0,), compiler_options=options)
 
 
 def shard_batch(batch, mesh: Mesh):
@@ -90,8 +94,9 @@ def default_microbatch_tokens() -> int:
 # XLA:CPU in jax 0.10 hands chains of matmuls and elementwise ops to YNNPACK fusions. For a
 # decoding step, whose matmuls have only B rows, XLA's own kernels are faster: 48 tokens for
 # 64 prompts take 42 ms instead of 51 (benchmarks/bench_lm.py, 2 cores). A forward pass
-# gains too (53 -> 32 ms at B=64, T=64); a training step does not (170 ms either way).
-CPU_DECODE_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# gains too (53 -> 32 ms at B=64, T=64), and so does a training step in 512-token
+# microbatches (bench_lm.py's config: 157-162 ms instead of 170-177, medians of 15 rounds).
+CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 @functools.cache

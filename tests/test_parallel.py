@@ -229,14 +229,14 @@ def test_cpu_compiler_options_change_speed_not_results():
     import jax.numpy as jnp
 
     from minirlhf.model import ModelConfig, forward, init_model
-    from minirlhf.parallel import CPU_DECODE_OPTIONS, _options_supported, jit_with_cpu_options
+    from minirlhf.parallel import CPU_OPTIONS, _options_supported, jit_with_cpu_options
 
     g, p = init_model(ModelConfig(max_len=16, d_model=32, n_heads=2), jax.random.key(0))
     tokens = jax.random.randint(jax.random.key(1), (4, 16), 3, 45)
     mask = jnp.ones((4, 16), bool)
     logits = lambda params, t: forward(g, params, t, mask).logits
     plain = jax.jit(logits)(p, tokens)
-    tuned = jit_with_cpu_options(logits, CPU_DECODE_OPTIONS)
+    tuned = jit_with_cpu_options(logits, CPU_OPTIONS)
     np.testing.assert_allclose(tuned(p, tokens), plain, atol=1e-5)
     nested = jax.jit(lambda params, t: tuned(params, t) * 2.0)(p, tokens)
     np.testing.assert_allclose(nested, 2.0 * plain, atol=1e-5)
