@@ -9,7 +9,9 @@ task's character vocabulary -- learned positions, tied embeddings, MLP ratio 4, 
 
 1. Training: the real step of minirlhf.pretrain (forward, next-token loss, backward, clipped
    AdamW), wrapped by minirlhf.parallel.data_parallel exactly as `train_lm` runs it, on random
-   tokens. Compilation is timed apart; tokens/s = B * T / step time (median of rounds).
+   tokens -- with its default gradient accumulation (512-token microbatches on CPU), and
+   again over the whole batch at once, to show what the accumulation buys. Compilation is
+   timed apart; tokens/s = B * T / step time (median of rounds).
 2. The same training step in eager PyTorch on CPU (benchmarks/baselines/torch_lm.py), if
    torch is installed, timed in rounds that alternate with the JAX rounds, and the ratio
    JAX / torch (> 1: JAX is faster per token).
@@ -50,9 +52,11 @@ import numpy as np  # noqa: E402
 
 from minirlhf.generate import SamplingConfig, generate  # noqa: E402
 from minirlhf.model import ModelConfig, count_params, forward, init_model  # noqa: E402
-from minirlhf.optim import OptimConfig, init_train_state, make_optimizer  # noqa: E402
+from minirlhf.optim import (OptimConfig, init_train_state, make_optimizer,  # noqa: E402
+                            num_microbatches)
 from minirlhf.parallel import (CPU_OPTIONS, check_divisible, data_parallel,  # noqa: E402
-                               jit_with_cpu_options, make_mesh, shard_batch)
+                               default_microbatch_tokens, jit_with_cpu_options, make_mesh,
+                               shard_batch)
 from minirlhf.pretrain import LMBatch, make_train_step  # noqa: E402
 from minirlhf.tokenizer import BOS_ID, PAD_ID  # noqa: E402
 from tests.references import naive_generate  # noqa: E402
@@ -107,11 +111,12 @@ def timed(fn, repeats: int) -> list[float]:
 # --- training ----------------------------------------------------------------------------
 
 
-def setup_jax_train(model_cfg: ModelConfig, args):
-    """Compile minirlhf's data-parallel LM train step; return (run, info).
+def setup_jax_train(model_cfg: ModelConfig, args, microbatch_tokens: int = -1):
+    """Compile minirlhf's data-parallel LM train step; return (run, final_loss, info).
 
     `run(n)` takes n steps on a fixed batch of random tokens and returns their wall-clock
     seconds (blocking on the result); info holds the compile time and the model size.
+    `microbatch_tokens` as in `LMTrainConfig` (-1: the default `train_lm` uses).
     """
     mesh = make_mesh()
     check_divisible(args.batch, mesh, "--batch")
@@ -119,7 +124,7 @@ def setup_jax_train(model_cfg: ModelConfig, args):
     total_steps = 3 + args.steps * args.repeats
     optimizer = make_optimizer(OptimConfig(), total_steps)
     state = init_train_state(params, optimizer)
-    step = data_parallel(make_train_step(graphdef, optimizer), mesh)
+    step = data_parallel(make_train_step(graphdef, optimizer, microbatch_tokens), mesh)
 
     rng = np.random.default_rng(args.seed)
     tokens = rng.integers(FIRST_CHAR_ID, args.vocab, (args.batch, args.seq), dtype=np.int32)
@@ -146,8 +151,11 @@ def setup_jax_train(model_cfg: ModelConfig, args):
     def final_loss() -> float:
         return float(carry["loss"])
 
+    local_rows = args.batch // mesh.shape["data"]
+    budget = default_microbatch_tokens() if microbatch_tokens < 0 else microbatch_tokens
     return run, final_loss, {"compile_s": compile_s, "devices": mesh.shape["data"],
-                             "params": count_params(params)}
+                             "params": count_params(params),
+                             "microbatches": num_microbatches(local_rows, args.seq, budget)}
 
 
 def setup_torch_train(args):
@@ -165,15 +173,17 @@ def setup_torch_train(args):
 
 
 def bench_train(model_cfg: ModelConfig, args, with_torch: bool):
-    """Training throughput of JAX and (optionally) torch, measured in alternation.
+    """Training throughput of JAX (as `train_lm` runs it, and without gradient accumulation)
+    and (optionally) torch, measured in alternation.
 
-    Each of `--repeats` rounds times `--steps` JAX steps, then `--steps` torch steps, so a
-    change in the machine's load hits both alike; each figure is its median round.
-    Returns (jax figures, torch figures or None).
+    Each of `--repeats` rounds times `--steps` steps of each, one after the other, so a
+    change in the machine's load hits all alike; each figure is its median round.
+    Returns (jax figures, jax whole-batch figures, torch figures or None).
     """
     jax_run, jax_loss, jax_info = setup_jax_train(model_cfg, args)
+    whole_run, _, whole_info = setup_jax_train(model_cfg, args, microbatch_tokens=0)
     torch_setup = setup_torch_train(args) if with_torch else None
-    runs = {"jax": jax_run}
+    runs = {"jax": jax_run, "jax_whole": whole_run}
     if torch_setup is not None:
         runs["torch"] = torch_setup[0]
     for run in runs.values():
@@ -192,7 +202,7 @@ def bench_train(model_cfg: ModelConfig, args, with_torch: bool):
                 "round_s": times[name], **info}
 
     torch_res = None if torch_setup is None else figures("torch", torch_setup[1])
-    return figures("jax", jax_info), torch_res
+    return figures("jax", jax_info), figures("jax_whole", whole_info), torch_res
 
 
 # --- generation --------------------------------------------------------------------------
@@ -243,9 +253,11 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
     naive_warmup_s = time.perf_counter() - start
     naive_tuned()
 
-    kv_s = statistics.median(timed(kv, args.repeats))
-    naive_s = statistics.median(timed(naive, max(1, args.repeats - 1)))
-    naive_tuned_s = statistics.median(timed(naive_tuned, max(1, args.repeats - 1)))
+    # Rounds alternate KV, naive, naive with CPU options, so that a change in the machine's
+    # load hits all three alike; each figure is its median round.
+    rounds = [[t[0] for t in (timed(kv, 1), timed(naive, 1), timed(naive_tuned, 1))]
+              for _ in range(args.repeats)]
+    kv_s, naive_s, naive_tuned_s = (statistics.median(col) for col in zip(*rounds))
     kv_tokens, naive_tokens = int(gen.mask.sum()), int(naive_gen.mask.sum())
 
     greedy_kv, greedy_naive = kv(greedy), naive(greedy)
@@ -283,10 +295,12 @@ def main(argv=None) -> dict:
     print(f"load average (1 min) at start: {load_before:.2f}", flush=True)
 
     print("\n[1/2] training: JAX step and PyTorch baseline, alternating ...", flush=True)
-    train, torch_res = bench_train(model_cfg, args, with_torch=not args.skip_torch)
+    train, whole, torch_res = bench_train(model_cfg, args, with_torch=not args.skip_torch)
     print(f"      JAX   {train['tokens_per_s']:,.0f} tokens/s  "
-          f"({train['step_s'] * 1e3:.1f} ms/step, compile {train['compile_s']:.1f} s, "
-          f"{train['params']:,} params)", flush=True)
+          f"({train['step_s'] * 1e3:.1f} ms/step in {train['microbatches']} microbatches, "
+          f"compile {train['compile_s']:.1f} s, {train['params']:,} params)", flush=True)
+    print(f"      JAX   {whole['tokens_per_s']:,.0f} tokens/s  "
+          f"({whole['step_s'] * 1e3:.1f} ms/step, the whole batch at once)", flush=True)
     if args.skip_torch:
         print("      torch skipped (--skip-torch)")
     elif torch_res is None:
@@ -313,6 +327,9 @@ def main(argv=None) -> dict:
         ("JAX train tokens/s", f"{train['tokens_per_s']:,.0f}"),
         ("torch train tokens/s", torch_cell),
         ("ratio JAX / torch (train)", ratio_cell),
+        (f"  JAX in {train['microbatches']} microbatches / whole batch at once",
+         f"{train['tokens_per_s'] / whole['tokens_per_s']:.2f}x  ({whole['tokens_per_s']:,.0f}"
+         f" tokens/s without gradient accumulation)"),
         ("JAX train-step compile time", f"{train['compile_s']:.1f} s"),
         (f"KV-cached generation tokens/s (N={args.new_tokens})", f"{gen['kv_tokens_per_s']:,.0f}"),
         ("naive generation tokens/s", f"{gen['naive_tokens_per_s']:,.0f}"),
@@ -339,7 +356,7 @@ def main(argv=None) -> dict:
                           "new_tokens": args.new_tokens, "prompt_len": args.prompt_len,
                           "steps": args.steps, "repeats": args.repeats},
                "machine": machine, "load_average": [load_before, load_after],
-               "jax_train": train, "torch_train": torch_res,
+               "jax_train": train, "jax_train_whole_batch": whole, "torch_train": torch_res,
                "ratio_jax_over_torch": ratio, "generation": gen}
     write_figures(args.json, figures)
     return figures
