@@ -105,15 +105,35 @@ def check_positive_ints(cfg, *names: str) -> None:
 
 
 def check_same_config(run_dir: str | Path, cfg) -> None:
-    """Refuse to resume a run folder that was started with a different config."""
+    """Refuse to resume a run folder that was started with a different config.
+
+    A field the saved config lacks (one added to minirlhf after that run started) counts
+    as its default value, so an older run folder still resumes if it used the defaults.
+    """
     path = Path(run_dir) / "config.json"
     if not path.exists():
         return
-    old, new = json.loads(path.read_text()), json.loads(json.dumps(to_dict(cfg)))
+    new = json.loads(json.dumps(to_dict(cfg)))
+    old = json.loads(path.read_text())
+    try:
+        old = _with_defaults(old, json.loads(json.dumps(to_dict(type(cfg)()))))
+    except TypeError:  # a config class without defaults for every field
+        pass
     if old != new:
         diffs = _diff(old, new)
         raise ValueError(f"run folder {run_dir} holds a run with a different config "
                          f"({'; '.join(diffs[:5])}); use another output folder or delete it")
+
+
+def _with_defaults(saved: dict, defaults: dict) -> dict:
+    """`saved`, with the fields it lacks taken from `defaults` (nested dicts too)."""
+    out = dict(saved)
+    for k, v in defaults.items():
+        if k not in out:
+            out[k] = v
+        elif isinstance(v, dict) and isinstance(out[k], dict):
+            out[k] = _with_defaults(out[k], v)
+    return out
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -44,3 +44,18 @@ def test_nested_defaults_are_the_parents():
     defaults = {name: value for name, _, value, _ in flat_fields(SFTConfig)}
     assert defaults["optim.lr"] == SFTConfig().optim.lr == 1e-3
     assert defaults["optim.warmup_steps"] == 20
+
+
+def test_resume_check_reads_a_field_an_older_run_lacks_as_its_default(tmp_path):
+    """A run folder written before `microbatch_tokens` existed resumes with the default,
+    and is refused with another value."""
+    import json
+
+    from minirlhf.configs import check_same_config
+
+    saved = to_dict(PretrainConfig())
+    del saved["microbatch_tokens"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    check_same_config(tmp_path, PretrainConfig())  # the default: accepted
+    with pytest.raises(ValueError, match=r"microbatch_tokens: -1 there, 0 now"):
+        check_same_config(tmp_path, PretrainConfig(microbatch_tokens=0))
