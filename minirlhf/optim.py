@@ -93,22 +93,29 @@ def init_train_state(params, optimizer: optax.GradientTransformation) -> TrainSt
 # float rounding), with the activations of one microbatch alive at a time. On GPUs this is
 # how a batch too large for memory is trained. On a CPU it is a speed-up: the working set
 # of a 512-token microbatch stays in the caches, and XLA:CPU's scratch buffer for the step
-# stays small enough for malloc to reuse it, where a whole-batch buffer of ~100 MB is mapped
-# and zero-filled afresh by the kernel at every step (benchmarks/README.md, "Where the time
+# stays small enough for malloc to reuse it, where a whole-batch buffer (118 MB there) is
+# mapped and zero-filled afresh by the kernel at every step (benchmarks/README.md, "Where the time
 # goes": about 1.4x faster steps at bench_lm.py's config).
 
 
 def num_microbatches(rows: int, tokens_per_row: int, max_tokens: int) -> int:
     """The fewest microbatches that split `rows` evenly with at most `max_tokens` each.
 
+    Only divisors of `rows` split evenly, so a row count with few divisors can give much
+    smaller microbatches than the budget (62 rows of 64 tokens, budget 512: 31 of 128);
+    a single row longer than the budget is one microbatch on its own.
+
     Args:
-        rows: examples in the (per-device) batch.
-        tokens_per_row: tokens in one example (T, or K*T for a ranking of K sequences).
+        rows: examples in the (per-device) batch, >= 1.
+        tokens_per_row: tokens in one example (T, or K*T for a ranking of K sequences), >= 1.
         max_tokens: the budget of one microbatch; 0 means one microbatch, the whole batch.
     Returns:
         n dividing `rows`, with (rows / n) * tokens_per_row <= max_tokens where possible,
         else `rows` (one example per microbatch).
     """
+    if rows < 1 or tokens_per_row < 1:
+        raise ValueError(f"num_microbatches needs rows >= 1 and tokens_per_row >= 1, got "
+                         f"rows={rows}, tokens_per_row={tokens_per_row}")
     if max_tokens <= 0:
         return 1
     for n in range(1, rows + 1):
@@ -123,10 +130,12 @@ def accumulate_gradients(loss_fn, params, batch, n: int):
         ((L, aux), g) = sum_m ((L_m, aux_m), dL_m/dparams),  m = 1..n
 
     The microbatches are consecutive slices of the leading axis, processed one after the
-    other in a `lax.scan` (tests/test_training.py checks it equal to a Python loop and to
+    other in a `lax.scan` (tests/test_optim.py checks it equal to a Python loop and to
     the whole batch at once). For the sum to be the whole batch's value, `loss_fn` must
     return sums over the microbatch's examples, normalised by a constant of the whole batch
     (e.g. sum of NLLs / number of targets in the batch), never means over the microbatch.
+    Inside `shard_map`, its loss and aux must be the same on every device (psum'd, as the
+    train steps' are): the scan's running total starts as zeros, which are.
 
     Args:
         loss_fn: (params, microbatch) -> (loss, aux), aux a pytree of arrays.
@@ -139,8 +148,12 @@ def accumulate_gradients(loss_fn, params, batch, n: int):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if n == 1:
         return grad_fn(params, batch)
-    rows = jax.tree.leaves(batch)[0].shape[0]
-    if rows % n:
+    leading = {a.shape[0] for a in jax.tree.leaves(batch)}
+    if len(leading) != 1:
+        raise ValueError(f"every array of the batch needs the same leading (example) axis, "
+                         f"got sizes {sorted(leading)}")
+    rows = leading.pop()
+    if n < 1 or rows % n:
         raise ValueError(f"a batch of {rows} examples does not split into {n} microbatches")
     micro = jax.tree.map(lambda a: a.reshape(n, rows // n, *a.shape[1:]), batch)
 

@@ -52,7 +52,8 @@ def data_parallel(step: Callable, mesh: Mesh) -> Callable:
     `batch` is a pytree whose leaves have the batch as their first axis; it is split over
     the devices. `state` and `key` are replicated, and so are the outputs: `step` must make
     its results device-independent (psum / pmean over `DATA`), which the training losses do.
-    On a mesh of CPU devices the step is compiled with `CPU_OPTIONS`.
+    On a mesh of CPU devices the step is compiled with `CPU_OPTIONS`; call the result at
+    the top level (a jit with compiler options does not nest inside another jit).
     """
     sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA), P()),
                             out_specs=(P(), P()))

@@ -140,9 +140,19 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation,
     tokens' negative log-likelihoods and counts its targets; psums over the "data" axis
     turn these into the global mean, so N devices compute exactly what 1 device would.
     Each device does this over microbatches of at most `microbatch_tokens` tokens
-    (`optim.accumulate_gradients`; -1: `parallel.default_microbatch_tokens()`, 0: the
-    whole device batch at once): the microbatches' sums, divided by the batch's count of
-    targets, add up to the same loss and gradient.
+    (`optim.accumulate_gradients`): the microbatches' sums, divided by the batch's count of
+    targets, add up to the same loss and gradient. On several devices each microbatch's
+    gradient is summed over them (the psum's transpose), one all-reduce per microbatch:
+    cheap on one host's CPU devices, and accelerators default to a single microbatch.
+
+    Args:
+        graphdef: the model's graph (`init_model` / `nnx.split`).
+        optimizer: the optax transformation (`optim.make_optimizer`).
+        microbatch_tokens: the per-device microbatch budget (`LMTrainConfig.microbatch_tokens`);
+            -1: `parallel.default_microbatch_tokens()`, 0: the whole device batch at once.
+    Returns:
+        train_step(state, batch: LMBatch, key) -> (state, metrics), metrics holding the
+        loss, the gradient norm, the number of target tokens and of microbatches.
     """
     if microbatch_tokens < 0:
         microbatch_tokens = default_microbatch_tokens()
@@ -161,7 +171,8 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation,
         (loss, _), grads = accumulate_gradients(loss_fn, state.params, batch, n)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "tokens": count}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "tokens": count,
+                   "microbatches": jnp.int32(n)}
         return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     return train_step
@@ -215,8 +226,9 @@ def train_lm(run_dir: str | Path, cfg: LMTrainConfig, graphdef, init_params,
         name: label of the progress bar.
         stop_after: stop after this many steps in total (to simulate an interruption).
         make_step: (graphdef, optimizer, microbatch_tokens) -> train_step; default
-            `make_train_step`, the next-token step. The reward model passes its Bradley-Terry step: `train` may
-            then be any pytree of arrays with a leading example axis.
+            `make_train_step`, the next-token step. The reward model passes its
+            Bradley-Terry step: `train` may then be any pytree of arrays with a leading
+            example axis.
         validate: params -> dict of validation metrics (must include "val_loss");
             default: the next-token loss on `val`.
     Returns:

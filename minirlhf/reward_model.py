@@ -163,8 +163,16 @@ def make_reward_step(graphdef, optimizer: optax.GradientTransformation,
     Every comparison of K completions contributes its K(K-1)/2 pairs; each device sums its
     pairs' losses and psums over "data", so N devices compute what one device would. Each
     device does so over microbatches of at most `microbatch_tokens` tokens (whole
-    comparisons of K x T tokens; -1: `parallel.default_microbatch_tokens()`, 0: the whole
-    device batch), as `pretrain.make_train_step` does.
+    comparisons of K x T tokens), as `pretrain.make_train_step` does.
+
+    Args:
+        graphdef: the reward model's graph (a Transformer with `scalar_head=True`).
+        optimizer: the optax transformation.
+        microbatch_tokens: the per-device microbatch budget; -1:
+            `parallel.default_microbatch_tokens()`, 0: the whole device batch at once.
+    Returns:
+        train_step(state, batch: PreferenceBatch, key) -> (state, metrics), metrics holding
+        the loss, the pairwise accuracy, the gradient norm and the number of microbatches.
     """
     if microbatch_tokens < 0:
         microbatch_tokens = default_microbatch_tokens()
@@ -186,7 +194,8 @@ def make_reward_step(graphdef, optimizer: optax.GradientTransformation,
         (loss, accuracy), grads = accumulate_gradients(loss_fn, state.params, batch, n)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads)}
+        metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads),
+                   "microbatches": jnp.int32(n)}
         return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     return train_step

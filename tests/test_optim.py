@@ -39,12 +39,19 @@ def lm_batch():
     (6, 100, 250, 3),    # 2 rows = 200 tokens fit, 3 rows do not
     (10, 100, 350, 5),   # 3 rows would fit, but 3 does not divide 10: 2 rows each
     (5, 100, 50, 5),     # not even one row fits: one row per microbatch
+    (62, 64, 512, 31),   # few divisors: 2 rows (128 tokens) per microbatch
 ])
 def test_num_microbatches_by_hand(rows, tokens, budget, expected):
     assert num_microbatches(rows, tokens, budget) == expected
 
 
-def test_accumulate_gradients_equals_loop_and_whole_batch(lm_batch):
+def test_num_microbatches_refuses_an_empty_batch():
+    with pytest.raises(ValueError, match="rows >= 1 and tokens_per_row >= 1, got rows=0"):
+        num_microbatches(0, 64, 512)
+
+
+@pytest.mark.parametrize("n", [2, 8])  # 8: one row per microbatch, one of them has 1 target
+def test_accumulate_gradients_equals_loop_and_whole_batch(lm_batch, n):
     g, params = init_model(CFG, jax.random.key(0))
     count = lm_batch.loss_mask[:, 1:].sum()
 
@@ -55,20 +62,22 @@ def test_accumulate_gradients_equals_loop_and_whole_batch(lm_batch):
 
     grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
     whole = grad_fn(params, lm_batch)
-    for n in (4,):
-        scanned = jax.jit(accumulate_gradients, static_argnums=(0, 3))(loss_fn, params,
-                                                                       lm_batch, n)
-        # The plain-Python reference: one value_and_grad per slice, summed.
-        rows = B // n
-        parts = [grad_fn(params, jax.tree.map(lambda a: a[i * rows:(i + 1) * rows], lm_batch))
-                 for i in range(n)]
-        loop = jax.tree.map(lambda *xs: sum(np.asarray(x) for x in xs), *parts)
-        assert _max_diff(scanned, loop) < 1e-6
-        assert _max_diff(scanned, whole) < 1e-6
-        assert int(scanned[0][1]["targets"]) == int(lm_batch.loss_mask.sum())
+    scanned = jax.jit(accumulate_gradients, static_argnums=(0, 3))(loss_fn, params,
+                                                                   lm_batch, n)
+    # The plain-Python reference: one value_and_grad per slice, summed.
+    rows = B // n
+    parts = [grad_fn(params, jax.tree.map(lambda a: a[i * rows:(i + 1) * rows], lm_batch))
+             for i in range(n)]
+    loop = jax.tree.map(lambda *xs: sum(np.asarray(x) for x in xs), *parts)
+    assert _max_diff(scanned, loop) < 1e-6
+    assert _max_diff(scanned, whole) < 1e-6
+    assert int(scanned[0][1]["targets"]) == int(lm_batch.loss_mask.sum())
     assert _max_diff(whole[1], jax.tree.map(np.zeros_like, whole[1])) > 0.01  # a real gradient
     with pytest.raises(ValueError, match="8 examples does not split into 3 microbatches"):
         accumulate_gradients(loss_fn, params, lm_batch, 3)
+    ragged = LMBatch(lm_batch.tokens, lm_batch.mask[:4], lm_batch.loss_mask)
+    with pytest.raises(ValueError, match=r"same leading \(example\) axis, got sizes \[4, 8\]"):
+        accumulate_gradients(loss_fn, params, ragged, 2)
 
 
 def _run(step, params, batch, opt, steps=2):
@@ -84,10 +93,12 @@ def test_lm_step_with_microbatches_equals_whole_batch(lm_batch):
     g, params = init_model(CFG, jax.random.key(0))
     opt = optax.sgd(0.5)  # parameters then differ exactly as gradients do
     whole, m_whole = _run(make_train_step(g, opt, microbatch_tokens=0), params, lm_batch, opt)
+    assert int(m_whole["microbatches"]) == 1
     # 12 tokens per row: 2 rows per microbatch, 4 microbatches.
     for budget in (24,):
         micro, m_micro = _run(make_train_step(g, opt, microbatch_tokens=budget), params,
                               lm_batch, opt)
+        assert int(m_micro["microbatches"]) == 4  # the accumulation really ran
         assert _max_diff(micro, whole) < 1e-5
         assert abs(float(m_micro["loss"]) - float(m_whole["loss"])) < 1e-6
         assert int(m_micro["tokens"]) == int(lm_batch.loss_mask[:, 1:].sum())
@@ -103,6 +114,7 @@ def test_reward_step_with_microbatches_equals_whole_batch():
     opt = optax.sgd(0.5)
     whole, m_whole = _run(make_reward_step(g, opt, microbatch_tokens=0), params, batch, opt)
     micro, m_micro = _run(make_reward_step(g, opt, microbatch_tokens=3 * T), params, batch, opt)
+    assert (int(m_whole["microbatches"]), int(m_micro["microbatches"])) == (1, 8)
     assert _max_diff(micro, whole) < 1e-5
     for name in ("loss", "accuracy"):
         assert abs(float(m_micro[name]) - float(m_whole[name])) < 1e-6

@@ -47,7 +47,7 @@ SCRIPT = textwrap.dedent("""
     p4, loss4 = run(4)
     p1, loss1 = run(1)
     # With gradient accumulation, one row (12 tokens) per microbatch: 2 microbatches on
-    # each of 4 devices, 8 on 1 device.
+    # each of 4 devices, against the whole batch at once on 1 device.
     p4_micro, loss4_micro = run(4, microbatch_tokens=12)
     # Independent reference: the pure loss on the whole batch, jax.grad, optax.
     params, opt_state = p, opt.init(p)
@@ -81,9 +81,9 @@ SCRIPT = textwrap.dedent("""
     rmask = np.arange(T)[None, None] < rlen[..., None]
     rbatch = PreferenceBatch(rtok, rmask)
 
-    def run_rm(n):
+    def run_rm(n, microbatch_tokens=0):
         mesh = make_mesh(n)
-        step = data_parallel(make_reward_step(rg, opt), mesh)
+        step = data_parallel(make_reward_step(rg, opt, microbatch_tokens), mesh)
         state = replicate(init_train_state(rp, opt), mesh)
         for i in range(2):
             state, m = step(state, shard_batch(rbatch, mesh), jax.random.key(i))
@@ -91,6 +91,7 @@ SCRIPT = textwrap.dedent("""
 
     rp4, rloss4 = run_rm(4)
     rp1, rloss1 = run_rm(1)
+    rp4_micro, _ = run_rm(4, microbatch_tokens=3 * T)  # one ranking per microbatch
     rparams, ropt = rp, opt.init(rp)
     for i in range(2):
         rl = lambda q: ranking_loss(scores(rg, q, jnp.asarray(rtok), jnp.asarray(rmask)))
@@ -98,6 +99,7 @@ SCRIPT = textwrap.dedent("""
         updates, ropt = opt.update(grads, ropt, rparams)
         rparams = optax.apply_updates(rparams, updates)
     print(json.dumps({"rm_d41": diff(rp4, rp1), "rm_d1ref": diff(rp1, rparams),
+                      "rm_d41_micro": diff(rp4_micro, rp1),
                       "rm_moved": diff(rp1, rp), "rm_loss4": rloss4, "rm_loss1": rloss1,
                       "rm_ref_loss": float(rref_loss),
                       "d41": diff(p4, p1), "d1ref": diff(p1, params), "moved": moved,
@@ -155,6 +157,7 @@ def test_batch_must_divide_over_devices_and_devices_must_exist():
 def test_reward_model_step_on_four_devices_equals_one_and_plain_gradient(result):
     assert result["rm_moved"] > 1e-3, result
     assert result["rm_d41"] < 1e-5, result
+    assert result["rm_d41_micro"] < 1e-5, result
     assert result["rm_d1ref"] < 1e-5, result
     assert abs(result["rm_loss4"] - result["rm_loss1"]) < 1e-5
     assert abs(result["rm_loss1"] - result["rm_ref_loss"]) < 1e-5
