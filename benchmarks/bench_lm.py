@@ -23,7 +23,10 @@ task's character vocabulary -- learned positions, tied embeddings, MLP ratio 4, 
    early (with V = 45 a random model does so about once in 45 tokens), though both paths
    still run all N steps, so this understates the per-step speed by B*N / generated, and
    the ratio is unaffected (both generate the same tokens). A greedy run of both checks
-   that they produce the same tokens. On CPU `generate` is compiled with XLA options
+   that they produce the same tokens. A third ratio is against
+   `tests.references.naive_generate_scan`, the cache-free loop jitted whole as `generate`
+   is: one `lax.scan` whose every step runs a full forward over the fixed (B, P + N)
+   buffer (jit needs one shape for all steps), so it pays for the empty slots too. On CPU `generate` is compiled with XLA options
    (`minirlhf.parallel.CPU_OPTIONS`) that also make a full forward faster, so a
    second ratio times the naive loop with its forward compiled the same way: the
    like-for-like figure, where the first is against a plain `jax.jit` of the forward.
@@ -59,7 +62,7 @@ from minirlhf.parallel import (CPU_OPTIONS, check_divisible, data_parallel,  # n
                                shard_batch)
 from minirlhf.pretrain import LMBatch, make_train_step  # noqa: E402
 from minirlhf.tokenizer import BOS_ID, PAD_ID  # noqa: E402
-from tests.references import naive_generate  # noqa: E402
+from tests.references import naive_generate, naive_generate_scan  # noqa: E402
 from common import write_figures  # noqa: E402
 
 VOCAB = 45  # the reviews task's character tokenizer: 3 special tokens + 42 characters
@@ -234,6 +237,10 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
     # The same forward compiled with the XLA options `generate` uses on CPU: the like-for-like
     # baseline (those options speed up a full forward too).
     tuned_forward = jit_with_cpu_options(logits_fn, CPU_OPTIONS)
+    # The cache-free loop jitted whole, as `generate` is: one scan, a full forward over the
+    # fixed (B, P + N) buffer at every step (same CPU options as `generate`).
+    naive_scan_fn = jit_with_cpu_options(naive_generate_scan, CPU_OPTIONS,
+                                         static_argnames=("graphdef", "cfg"))
 
     def kv(cfg=sample):
         return jax.block_until_ready(generate(graphdef, params, prompt, prompt_mask, key, cfg))
@@ -245,6 +252,10 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
     def naive_tuned():
         return naive(forward_fn=tuned_forward)
 
+    def naive_scan():
+        return jax.block_until_ready(naive_scan_fn(graphdef, params, prompt, prompt_mask, key,
+                                                   sample))
+
     start = time.perf_counter()
     gen = kv()  # compiles the prefill + decoding scan
     kv_compile_s = time.perf_counter() - start
@@ -252,22 +263,25 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
     naive_gen = naive()  # compiles the full forward once per sequence length
     naive_warmup_s = time.perf_counter() - start
     naive_tuned()
+    scan_gen = naive_scan()  # compiles the one-scan naive loop
 
-    # Rounds alternate KV, naive, naive with CPU options, so that a change in the machine's
-    # load hits all three alike; each figure is its median round.
-    rounds = [[t[0] for t in (timed(kv, 1), timed(naive, 1), timed(naive_tuned, 1))]
+    # Rounds alternate the four, so that a change in the machine's load hits all alike;
+    # each figure is its median round.
+    rounds = [[timed(fn, 1)[0] for fn in (kv, naive, naive_tuned, naive_scan)]
               for _ in range(args.repeats)]
-    kv_s, naive_s, naive_tuned_s = (statistics.median(col) for col in zip(*rounds))
+    kv_s, naive_s, naive_tuned_s, naive_scan_s = (statistics.median(c) for c in zip(*rounds))
     kv_tokens, naive_tokens = int(gen.mask.sum()), int(naive_gen.mask.sum())
 
     greedy_kv, greedy_naive = kv(greedy), naive(greedy)
     greedy_match = bool(jnp.array_equal(greedy_kv.tokens, greedy_naive.tokens)
                         and jnp.array_equal(greedy_kv.mask, greedy_naive.mask))
-    sampled_match = bool(jnp.array_equal(gen.tokens, naive_gen.tokens))
+    sampled_match = bool(jnp.array_equal(gen.tokens, naive_gen.tokens)
+                         and jnp.array_equal(gen.tokens, scan_gen.tokens))
     kv_tps, naive_tps = kv_tokens / kv_s, naive_tokens / naive_s
     return {"kv_tokens_per_s": kv_tps, "naive_tokens_per_s": naive_tps,
             "ratio_kv_over_naive": kv_tps / naive_tps, "kv_s": kv_s, "naive_s": naive_s,
             "naive_tuned_s": naive_tuned_s, "ratio_kv_over_naive_tuned": naive_tuned_s / kv_s,
+            "naive_scan_s": naive_scan_s, "ratio_kv_over_naive_scan": naive_scan_s / kv_s,
             "kv_tokens": kv_tokens, "naive_tokens": naive_tokens,
             "kv_compile_s": kv_compile_s, "naive_warmup_s": naive_warmup_s,
             "greedy_match": greedy_match, "sampled_match": sampled_match}
@@ -312,8 +326,8 @@ def main(argv=None) -> dict:
 
     print(f"[2/2] generation of {args.new_tokens} tokens (KV cache vs naive) ...", flush=True)
     gen = bench_generation(model_cfg, args)
-    print(f"      greedy outputs identical: {gen['greedy_match']}; sampled (same key) "
-          f"identical: {gen['sampled_match']}", flush=True)
+    print(f"      greedy outputs identical: {gen['greedy_match']}; sampled (same key, all "
+          f"three naive forms) identical: {gen['sampled_match']}", flush=True)
     load_after = os.getloadavg()[0]
 
     ratio = None if torch_res is None else train["tokens_per_s"] / torch_res["tokens_per_s"]
@@ -336,6 +350,8 @@ def main(argv=None) -> dict:
         ("ratio KV / naive (generation)", f"{gen['ratio_kv_over_naive']:.1f}x"),
         ("  naive with generate's CPU compile options", f"{gen['ratio_kv_over_naive_tuned']:.1f}x"
          f"  ({gen['naive_tuned_s'] * 1e3:,.0f} ms vs {gen['naive_s'] * 1e3:,.0f} ms)"),
+        ("  naive loop jitted in one scan (fixed buffer)", f"{gen['ratio_kv_over_naive_scan']:.1f}x"
+         f"  ({gen['naive_scan_s'] * 1e3:,.0f} ms vs KV {gen['kv_s'] * 1e3:,.0f} ms)"),
         ("generated tokens / B*N slots", f"{gen['kv_tokens']} / {args.batch * args.new_tokens}"),
         ("KV generation compile time", f"{gen['kv_compile_s']:.1f} s"),
         ("greedy KV == naive", str(gen["greedy_match"])),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from minirlhf.distributions import token_logprobs
@@ -39,3 +40,36 @@ def naive_generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConf
         done = done | (token == EOS_ID)
     return Generation(tokens=jnp.stack(out_tokens, 1), logprobs=jnp.stack(out_logprobs, 1),
                       mask=jnp.stack(out_mask, 1), finished=done)
+
+
+def naive_generate_scan(graphdef, params, prompt, prompt_mask, key,
+                        cfg: SamplingConfig) -> Generation:
+    """Generation without a KV cache, the whole loop in one jitted `lax.scan`.
+
+    A jitted loop needs one shape for every step, so each step runs a full forward over a
+    fixed (B, P + N) buffer: the prompt, the tokens sampled so far, and empty (masked) slots
+    for those still to come -- what a cache-free sampler written like `generate` does. Same
+    random draws and sampling as `generate`; token i is written at slot P + i. Meant to be
+    jitted whole, with graphdef and cfg static.
+    """
+    B, P = prompt.shape
+    N = cfg.max_new_tokens
+    tokens = jnp.concatenate([prompt, jnp.full((B, N), PAD_ID, prompt.dtype)], axis=1)
+    mask = jnp.concatenate([prompt_mask, jnp.zeros((B, N), bool)], axis=1)  # (B, P + N)
+
+    def step(carry, xs):
+        tokens, mask, done = carry
+        i, u = xs
+        logits = forward(graphdef, params, tokens, mask).logits  # (B, P + N, V)
+        logits = logits[jnp.arange(B), last_real_index(mask)]  # (B, V)
+        live = ~done
+        token = jnp.where(live, pick_token(u, logits, cfg), PAD_ID)
+        logprob = jnp.where(live, token_logprobs(logits, token), 0.0)
+        tokens = jax.lax.dynamic_update_slice(tokens, token[:, None], (0, P + i))
+        mask = jax.lax.dynamic_update_slice(mask, live[:, None], (0, P + i))
+        return (tokens, mask, done | (token == EOS_ID)), (token, logprob, live)
+
+    (_, _, done), (tok, lp, live) = jax.lax.scan(
+        step, (tokens, mask, jnp.zeros((B,), bool)),
+        (jnp.arange(N), sampling_uniforms(key, N, B)))
+    return Generation(tokens=tok.T, logprobs=lp.T, mask=live.T, finished=done)

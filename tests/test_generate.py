@@ -9,7 +9,7 @@ from minirlhf.distributions import token_logprobs
 from minirlhf.model import ModelConfig, extend_cache, forward, init_cache
 from minirlhf.tokenizer import EOS_ID, PAD_ID
 
-from tests.references import naive_generate
+from tests.references import naive_generate, naive_generate_scan
 
 PROMPTS = ["the pizza was", "i thought the film was", "my car"]
 
@@ -53,6 +53,24 @@ def test_kv_cache_equals_naive_reference_other_architectures(tokenizer, position
     slow = naive_generate(g, p, prompt, mask, jax.random.key(4), sc)
     np.testing.assert_array_equal(fast.tokens, slow.tokens)
     np.testing.assert_allclose(fast.logprobs, slow.logprobs, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding", ["left", "right"])
+def test_kv_cache_equals_the_jitted_fixed_buffer_naive_reference(small_model, tokenizer,
+                                                                 padding):
+    """The benchmark's second baseline (one scan, a full forward over a fixed buffer) samples
+    exactly what `generate` samples: the future slots it carries are masked, never seen."""
+    g, p = small_model
+    prompt, mask = tokenizer.encode_batch(PROMPTS, padding=padding)
+    naive_scan = jax.jit(naive_generate_scan, static_argnames=("graphdef", "cfg"))
+    for cfg in (SamplingConfig(max_new_tokens=12, temperature=0.0),
+                SamplingConfig(max_new_tokens=12, top_p=0.9)):
+        fast = generate(g, p, prompt, mask, jax.random.key(5), cfg)
+        slow = naive_scan(g, p, jnp.asarray(prompt), jnp.asarray(mask), jax.random.key(5), cfg)
+        np.testing.assert_array_equal(fast.tokens, slow.tokens)
+        np.testing.assert_array_equal(fast.mask, slow.mask)
+        np.testing.assert_array_equal(fast.finished, slow.finished)
+        np.testing.assert_allclose(fast.logprobs, slow.logprobs, atol=1e-5)
 
 
 def test_generate_runs_inside_an_outer_jit(small_model, tokenizer):
