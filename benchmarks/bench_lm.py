@@ -326,8 +326,8 @@ def main(argv=None) -> dict:
 
     print(f"[2/2] generation of {args.new_tokens} tokens (KV cache vs naive) ...", flush=True)
     gen = bench_generation(model_cfg, args)
-    print(f"      greedy outputs identical: {gen['greedy_match']}; sampled (same key, all "
-          f"three naive forms) identical: {gen['sampled_match']}", flush=True)
+    print(f"      greedy outputs identical: {gen['greedy_match']}; sampled (same key, both "
+          f"naive forms) identical: {gen['sampled_match']}", flush=True)
     load_after = os.getloadavg()[0]
 
     ratio = None if torch_res is None else train["tokens_per_s"] / torch_res["tokens_per_s"]

@@ -38,9 +38,10 @@ def small_run(tmp_path_factory):
 @pytest.mark.slow
 def test_ppo_raises_the_gold_reward_over_sft_with_bounded_kl(small_run):
     """The documented margin: on 128 held-out prompts the PPO policy's mean gold reward is
-    at least 0.15 above the SFT policy's (measured: -0.006 -> 0.271), with the KL to SFT
-    under 8 nats per response (measured: 4.0); the reward model's score, which PPO
-    optimises, rises by at least 0.4 of its SFT standard deviation (measured: 1.1)."""
+    at least 0.15 above the SFT policy's (measured: -0.081 -> 0.131 on 2026-12-02, after
+    gradient accumulation changed the rounding; -0.006 -> 0.271 before), with the KL to
+    SFT under 8 nats per response (measured: 3.0); the reward model's score, which PPO
+    optimises, rises by at least 0.4 (measured: 0.64)."""
     _, _, summary, _ = small_run
     rl = summary["rlhf"]
     print(json.dumps(rl, indent=1))
