@@ -23,13 +23,14 @@ task's character vocabulary -- learned positions, tied embeddings, MLP ratio 4, 
    early (with V = 45 a random model does so about once in 45 tokens), though both paths
    still run all N steps, so this understates the per-step speed by B*N / generated, and
    the ratio is unaffected (both generate the same tokens). A greedy run of both checks
-   that they produce the same tokens. A third ratio is against
-   `tests.references.naive_generate_scan`, the cache-free loop jitted whole as `generate`
-   is: one `lax.scan` whose every step runs a full forward over the fixed (B, P + N)
-   buffer (jit needs one shape for all steps), so it pays for the empty slots too. On CPU `generate` is compiled with XLA options
+   that they produce the same tokens. On CPU `generate` is compiled with XLA options
    (`minirlhf.parallel.CPU_OPTIONS`) that also make a full forward faster, so a
    second ratio times the naive loop with its forward compiled the same way: the
    like-for-like figure, where the first is against a plain `jax.jit` of the forward.
+   A third ratio is against `tests.references.naive_generate_scan`, the cache-free loop
+   jitted whole as `generate` is: one `lax.scan` whose every step runs a full forward over
+   the fixed (B, P + N) buffer (jit needs one shape for all steps), so it pays for the
+   empty slots too.
 
 Every figure printed is measured on the machine at hand; none is typed in. Timings on a
 shared machine are noisy: the load average is printed so a busy run can be recognised.

@@ -11,6 +11,19 @@ from minirlhf.model import forward, last_real_index
 from minirlhf.tokenizer import EOS_ID, PAD_ID
 
 
+def _next_token(logits, mask, u, done, cfg: SamplingConfig):
+    """One sampling step of both references: read the logits at each row's last real token,
+    pick the next token with uniforms u, PAD it where the row is done.
+
+    logits (B, T, V), mask (B, T), u (B,), done (B,) -> token, logprob, live: each (B,).
+    """
+    B = logits.shape[0]
+    logits = logits[jnp.arange(B), last_real_index(mask)]  # (B, V) at the last real token
+    live = ~done
+    token = jnp.where(live, pick_token(u, logits, cfg), PAD_ID)
+    return token, jnp.where(live, token_logprobs(logits, token), 0.0), live
+
+
 def naive_generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConfig,
                    forward_fn=None) -> Generation:
     """Generation without a KV cache: a full forward over the whole sequence for every new
@@ -27,12 +40,9 @@ def naive_generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConf
     uniforms = sampling_uniforms(key, cfg.max_new_tokens, B)
     out_tokens, out_logprobs, out_mask = [], [], []
     for i in range(cfg.max_new_tokens):
-        logits = forward_fn(params, tokens, mask)
-        logits = logits[jnp.arange(B), last_real_index(mask)]  # (B, V) at the last real token
-        token = pick_token(uniforms[i], logits, cfg)
-        live = ~done
-        token = jnp.where(live, token, PAD_ID)
-        out_logprobs.append(jnp.where(live, token_logprobs(logits, token), 0.0))
+        token, logprob, live = _next_token(forward_fn(params, tokens, mask), mask,
+                                           uniforms[i], done, cfg)
+        out_logprobs.append(logprob)
         out_tokens.append(token)
         out_mask.append(live)
         tokens = jnp.concatenate([tokens, token[:, None]], axis=1)
@@ -61,10 +71,7 @@ def naive_generate_scan(graphdef, params, prompt, prompt_mask, key,
         tokens, mask, done = carry
         i, u = xs
         logits = forward(graphdef, params, tokens, mask).logits  # (B, P + N, V)
-        logits = logits[jnp.arange(B), last_real_index(mask)]  # (B, V)
-        live = ~done
-        token = jnp.where(live, pick_token(u, logits, cfg), PAD_ID)
-        logprob = jnp.where(live, token_logprobs(logits, token), 0.0)
+        token, logprob, live = _next_token(logits, mask, u, done, cfg)
         tokens = jax.lax.dynamic_update_slice(tokens, token[:, None], (0, P + i))
         mask = jax.lax.dynamic_update_slice(mask, live[:, None], (0, P + i))
         return (tokens, mask, done | (token == EOS_ID)), (token, logprob, live)
