@@ -58,7 +58,7 @@ from minirlhf.generate import SamplingConfig, generate  # noqa: E402
 from minirlhf.model import ModelConfig, count_params, forward, init_model  # noqa: E402
 from minirlhf.optim import (OptimConfig, init_train_state, make_optimizer,  # noqa: E402
                             num_microbatches)
-from minirlhf.parallel import (CPU_OPTIONS, check_divisible, data_parallel,  # noqa: E402
+from minirlhf.parallel import (CPU_DECODE_OPTIONS, check_divisible, data_parallel,  # noqa: E402
                                default_microbatch_tokens, jit_with_cpu_options, make_mesh,
                                shard_batch)
 from minirlhf.pretrain import LMBatch, make_train_step  # noqa: E402
@@ -237,10 +237,10 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
     full_forward = jax.jit(logits_fn)
     # The same forward compiled with the XLA options `generate` uses on CPU: the like-for-like
     # baseline (those options speed up a full forward too).
-    tuned_forward = jit_with_cpu_options(logits_fn, CPU_OPTIONS)
+    tuned_forward = jit_with_cpu_options(logits_fn, CPU_DECODE_OPTIONS)
     # The cache-free loop jitted whole, as `generate` is: one scan, a full forward over the
     # fixed (B, P + N) buffer at every step (same CPU options as `generate`).
-    naive_scan_fn = jit_with_cpu_options(naive_generate_scan, CPU_OPTIONS,
+    naive_scan_fn = jit_with_cpu_options(naive_generate_scan, CPU_DECODE_OPTIONS,
                                          static_argnames=("graphdef", "cfg"))
 
     def kv(cfg=sample):

@@ -29,7 +29,7 @@ from flax import nnx, struct
 from minirlhf.distributions import token_logprobs
 from minirlhf.model import (KVCache, extend_cache, forward_cached, init_cache,
                             last_real_index, positions_from_mask)
-from minirlhf.parallel import CPU_OPTIONS, jit_with_cpu_options
+from minirlhf.parallel import CPU_DECODE_OPTIONS, jit_with_cpu_options
 from minirlhf.tokenizer import EOS_ID, PAD_ID
 
 
@@ -162,8 +162,31 @@ class DecodeStep:
     mask: jax.Array
 
 
+# Decoding runs in chunks, each a `lax.scan` whose cache holds only the slots written so far
+# plus the chunk's own: a step's attention reads every slot of the cache, so on CPU (where
+# that read is most of attention's cost) a cache that grows chunk by chunk saves the reads
+# of slots that are still empty. Each chunk is compiled apart, so chunks are kept long.
+MIN_DECODE_CHUNK = 16
+"""Fewest decoding steps in a chunk: generations shorter than 2 x this run as one scan."""
+MAX_DECODE_CHUNKS = 4
+"""Most chunks a generation is split into (each one more scan body to compile)."""
+
+
+def decode_chunks(n_steps: int) -> list[tuple[int, int]]:
+    """The (start, stop) steps of each decoding chunk: at most MAX_DECODE_CHUNKS chunks of at
+    least MIN_DECODE_CHUNK steps (one chunk when n_steps is small), as equal as can be.
+
+    E.g. 48 -> [(0, 16), (16, 32), (32, 48)]; 20 -> [(0, 20)]; 100 -> four chunks of 25.
+    """
+    if n_steps <= 0:
+        raise ValueError(f"n_steps must be positive, got {n_steps}")
+    n = max(1, min(MAX_DECODE_CHUNKS, n_steps // MIN_DECODE_CHUNK))
+    bounds = [round(c * n_steps / n) for c in range(n + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def _generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConfig,
-              eos_id: int, pad_id: int) -> Generation:
+              eos_id: int, pad_id: int, chunks: tuple[tuple[int, int], ...]) -> Generation:
     B, P = prompt.shape
     N = cfg.max_new_tokens
     model_cfg = nnx.merge(graphdef, params).cfg
@@ -171,13 +194,18 @@ def _generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConfig,
         raise ValueError(
             f"prompt length {P} + max_new_tokens {N} = {P + N} exceeds ModelConfig.max_len="
             f"{model_cfg.max_len}")
+    starts, stops = [a for a, _ in chunks], [b for _, b in chunks]
+    if not chunks or starts != [0, *stops[:-1]] or stops[-1] != N or \
+            any(b <= a for a, b in chunks):
+        raise ValueError(f"decoding chunks {chunks} must split the steps 0..{N} into "
+                         f"consecutive non-empty (start, stop) ranges")
 
-    # Prefill: run the whole prompt once, filling a cache of P slots, then make room for the
-    # N new tokens (the prompt's attention need not scan N slots that are still empty).
+    # Prefill: run the whole prompt once, filling a cache of P slots. Each decoding chunk
+    # below then adds the slots it writes (the prompt's attention need not scan N slots
+    # that are still empty, nor a step's attention those of later chunks).
     positions = positions_from_mask(prompt_mask)  # (B, P)
     out = forward_cached(graphdef, params, prompt, prompt_mask, positions,
                          init_cache(model_cfg, B, P), 0)
-    out = out.replace(cache=extend_cache(out.cache, N))
     last = last_real_index(prompt_mask)  # (B,) works for left and right padding
     carry = DecodeCarry(
         cache=out.cache,
@@ -204,13 +232,20 @@ def _generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConfig,
                           done=carry.done | (token == eos_id))
         return new, DecodeStep(token=token, logprob=logprob, mask=live)
 
-    final, steps = jax.lax.scan(step, carry, (jnp.arange(N), uniforms))
+    per_chunk = []
+    for start, stop in chunks:
+        # Slots P + start .. P + stop - 1 are the ones this chunk writes.
+        carry = carry.replace(cache=extend_cache(carry.cache, stop - start))
+        carry, steps = jax.lax.scan(step, carry, (jnp.arange(start, stop), uniforms[start:stop]))
+        per_chunk.append(steps)
+    steps = jax.tree.map(lambda *parts: jnp.concatenate(parts), *per_chunk)  # (N, B) each
     return Generation(tokens=steps.token.T, logprobs=steps.logprob.T, mask=steps.mask.T,
-                      finished=final.done)
+                      finished=carry.done)
 
 
-_generate_jit = jit_with_cpu_options(_generate, CPU_OPTIONS,
-                                     static_argnames=("graphdef", "cfg", "eos_id", "pad_id"))
+_generate_jit = jit_with_cpu_options(_generate, CPU_DECODE_OPTIONS,
+                                     static_argnames=("graphdef", "cfg", "eos_id", "pad_id",
+                                                      "chunks"))
 
 
 def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: jax.Array,
@@ -239,7 +274,7 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: jax.Array,
                          "prompt_mask is all False")
     return _generate_jit(graphdef, params, jnp.asarray(prompt, jnp.int32),
                          jnp.asarray(prompt_mask, bool), key,
-                         cfg, eos_id, pad_id)
+                         cfg, eos_id, pad_id, tuple(decode_chunks(cfg.max_new_tokens)))
 
 
 def with_response(prompt: jax.Array, prompt_mask: jax.Array,

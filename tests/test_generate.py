@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from minirlhf.generate import (SamplingConfig, filter_logits, generate, pick_token, sample_token,
-                               with_response)
+from minirlhf.generate import (SamplingConfig, _generate_jit, decode_chunks, filter_logits,
+                               generate, pick_token, sample_token, with_response)
 from minirlhf.distributions import token_logprobs
 from minirlhf.model import ModelConfig, extend_cache, forward, init_cache
 from minirlhf.tokenizer import EOS_ID, PAD_ID
@@ -146,6 +146,52 @@ def test_inverse_cdf_frequencies_match_the_softmax():
     draws = np.asarray(pick_token(u, jnp.repeat(logits, u.shape[0], 0), SamplingConfig()))
     freq = np.bincount(draws, minlength=5) / draws.size
     np.testing.assert_allclose(freq, jax.nn.softmax(logits[0]), atol=0.01)
+
+
+def test_decode_chunks_by_hand():
+    """Short generations run as one scan; longer ones in at most 4 near-equal chunks of at
+    least 16 steps that tile 0..N."""
+    assert decode_chunks(1) == [(0, 1)]
+    assert decode_chunks(31) == [(0, 31)]
+    assert decode_chunks(32) == [(0, 16), (16, 32)]
+    assert decode_chunks(48) == [(0, 16), (16, 32), (32, 48)]
+    assert decode_chunks(100) == [(0, 25), (25, 50), (50, 75), (75, 100)]
+    for n in range(1, 300):
+        chunks = decode_chunks(n)
+        assert chunks[0][0] == 0 and chunks[-1][1] == n and len(chunks) <= 4
+        assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+        assert len(chunks) == 1 or min(b - a for a, b in chunks) >= 16
+    with pytest.raises(ValueError, match="n_steps must be positive, got 0"):
+        decode_chunks(0)
+
+
+@pytest.mark.parametrize("padding", ["left", "right"])
+def test_chunked_decoding_equals_one_scan_and_the_naive_reference(small_model, tokenizer,
+                                                                  padding):
+    """Decoding in chunks (a cache that grows chunk by chunk) samples exactly what one scan
+    over a cache of all P + N slots samples, and what the cache-free reference samples:
+    the slots a chunk leaves out are the empty ones that attention masks anyway."""
+    g, p = small_model
+    prompt, mask = tokenizer.encode_batch(PROMPTS * 2, padding=padding)
+    prompt, mask = jnp.asarray(prompt), jnp.asarray(mask)
+    # The cache-free reference jitted once (the Python-loop one would compile 32 shapes).
+    naive_scan = jax.jit(naive_generate_scan, static_argnames=("graphdef", "cfg"))
+    key = jax.random.key(9)
+    for cfg in (SamplingConfig(max_new_tokens=32, temperature=0.0),
+                SamplingConfig(max_new_tokens=32, top_p=0.95)):
+        assert len(decode_chunks(32)) == 2  # what `generate` runs
+        fast = generate(g, p, prompt, mask, key, cfg)
+        others = [_generate_jit(g, p, prompt, mask, key, cfg, EOS_ID, PAD_ID, chunks)
+                  for chunks in (((0, 32),), ((0, 1), (1, 14), (14, 32)))]
+        for other in others + [naive_scan(g, p, prompt, mask, key, cfg)]:
+            np.testing.assert_array_equal(fast.tokens, other.tokens)
+            np.testing.assert_array_equal(fast.mask, other.mask)
+            np.testing.assert_array_equal(fast.finished, other.finished)
+            np.testing.assert_allclose(fast.logprobs, other.logprobs, atol=1e-5)
+        assert 0 < fast.mask.sum() and not fast.finished.all()  # long rows reach late chunks
+    bad = ((0, 10), (12, 32))
+    with pytest.raises(ValueError, match=r"decoding chunks \(\(0, 10\), \(12, 32\)\) must split"):
+        _generate_jit(g, p, prompt, mask, key, cfg, EOS_ID, PAD_ID, bad)
 
 
 def test_extend_cache_adds_empty_slots():

@@ -244,6 +244,18 @@ def test_cpu_compiler_options_change_speed_not_results():
     nested = jax.jit(lambda params, t: tuned(params, t) * 2.0)(p, tokens)
     np.testing.assert_allclose(nested, 2.0 * plain, atol=1e-5)
 
+    # The decoding options: the same values again, and the pass they name really is off
+    # (an XLA that renamed it would ignore the name silently; this test would then fail).
+    from minirlhf.parallel import CPU_DECODE_OPTIONS
+
+    decode = jit_with_cpu_options(logits, CPU_DECODE_OPTIONS)
+    np.testing.assert_allclose(decode(p, tokens), plain, atol=1e-5)
+    long_sum = lambda x: jnp.max(x, axis=-1)
+    x = jnp.ones((64, 4096))
+    hlo = {name: jax.jit(long_sum, compiler_options=o).lower(x).compile().as_text()
+           for name, o in (("train", CPU_OPTIONS), ("decode", CPU_DECODE_OPTIONS))}
+    assert "reduce-window" in hlo["train"] and "reduce-window" not in hlo["decode"]
+
     unknown = {"xla_cpu_no_such_option_in_any_version": ""}
     assert not _options_supported(tuple(unknown.items()))
     np.testing.assert_allclose(jit_with_cpu_options(logits, unknown)(p, tokens), plain, atol=1e-5)
