@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -24,16 +26,23 @@ def _next_token(logits, mask, u, done, cfg: SamplingConfig):
     return token, jnp.where(live, token_logprobs(logits, token), 0.0), live
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_forward(graphdef):
+    """`forward`'s logits under one `jax.jit` per model, shared by every call (and test)."""
+    return jax.jit(lambda p, t, m: forward(graphdef, p, t, m).logits)
+
+
 def naive_generate(graphdef, params, prompt, prompt_mask, key, cfg: SamplingConfig,
                    forward_fn=None) -> Generation:
     """Generation without a KV cache: a full forward over the whole sequence for every new
     token, in a Python loop. Same random draws and sampling as `generate`.
 
-    `forward_fn(params, tokens, mask) -> logits` may be a jitted full forward (the
-    benchmark passes one); by default the eager `forward` is used.
+    `forward_fn(params, tokens, mask) -> logits` is the full forward; by default `forward`
+    under a plain `jax.jit` (compiled once per sequence length; run eagerly, every op of
+    every step would compile anew for each new length, minutes for a test), one per model.
     """
     if forward_fn is None:
-        forward_fn = lambda p, t, m: forward(graphdef, p, t, m).logits
+        forward_fn = _jitted_forward(graphdef)
     tokens, mask = jnp.asarray(prompt), jnp.asarray(prompt_mask, bool)
     B = tokens.shape[0]
     done = jnp.zeros((B,), bool)
