@@ -16,17 +16,20 @@ task's character vocabulary -- learned positions, tied embeddings, MLP ratio 4, 
    torch is installed, timed in rounds that alternate with the JAX rounds, and the ratio
    JAX / torch (> 1: JAX is faster per token).
 3. Generation of --new-tokens tokens (48) for B prompts of 4-8 tokens: KV-cached
-   `minirlhf.generate.generate` (one jitted scan) against the naive reference
+   `minirlhf.generate.generate` (prefill, then jitted scans over a cache that grows chunk by
+   chunk, `generate.decode_chunks`) against the naive reference
    `tests.references.naive_generate`, which re-runs a *jitted* full forward over the whole
-   sequence for every new token. Both are warmed up (compiled) before the timed run;
+   sequence for every new token. Both are warmed up (compiled) before the timed rounds
+   (--gen-repeats of them, each running every form once; each ratio is the median of the
+   rounds' own ratios);
    tokens/s counts generated tokens (sum of the response mask): rows that sample EOS stop
    early (with V = 45 a random model does so about once in 45 tokens), though both paths
    still run all N steps, so this understates the per-step speed by B*N / generated, and
    the ratio is unaffected (both generate the same tokens). A greedy run of both checks
    that they produce the same tokens. On CPU `generate` is compiled with XLA options
-   (`minirlhf.parallel.CPU_OPTIONS`) that also make a full forward faster, so a
-   second ratio times the naive loop with its forward compiled the same way: the
-   like-for-like figure, where the first is against a plain `jax.jit` of the forward.
+   (`minirlhf.parallel.CPU_DECODE_OPTIONS`), so a second ratio times the naive loop with
+   its forward compiled the same way: the like-for-like figure, where the first is against
+   a plain `jax.jit` of the forward.
    A third ratio is against `tests.references.naive_generate_scan`, the cache-free loop
    jitted whole as `generate` is: one `lax.scan` whose every step runs a full forward over
    the fixed (B, P + N) buffer (jit needs one shape for all steps), so it pays for the
@@ -82,6 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="timed training steps per repeat")
     p.add_argument("--repeats", type=int, default=3,
                    help="timed repeats of each measurement; the median is reported")
+    p.add_argument("--gen-repeats", type=int, default=7,
+                   help="timed rounds of the generation comparison (each runs KV once and "
+                        "each naive form once); medians are reported")
     p.add_argument("--new-tokens", type=int, default=48, help="N: tokens generated per prompt")
     p.add_argument("--prompt-len", type=int, default=8, help="P: longest prompt (BOS included)")
     p.add_argument("--seed", type=int, default=0)
@@ -90,7 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     for name in ("layers", "d_model", "heads", "seq", "batch", "vocab", "steps", "repeats",
-                 "new_tokens", "prompt_len"):
+                 "gen_repeats", "new_tokens", "prompt_len"):
         if getattr(args, name) <= 0:
             flag = "--" + name.replace("_", "-")
             p.error(f"{flag} must be a positive integer, got {getattr(args, name)}")
@@ -267,11 +273,17 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
     scan_gen = naive_scan()  # compiles the one-scan naive loop
 
     # Rounds alternate the four, so that a change in the machine's load hits all alike;
-    # each figure is its median round.
+    # each time is its median round. Each ratio is the median of the rounds' own ratios:
+    # a round's calls run within about two seconds of each other, so the machine's speed,
+    # which drifts by 10-20% over minutes on a shared VM, cancels out of each.
     rounds = [[timed(fn, 1)[0] for fn in (kv, naive, naive_tuned, naive_scan)]
-              for _ in range(args.repeats)]
+              for _ in range(args.gen_repeats)]
     kv_s, naive_s, naive_tuned_s, naive_scan_s = (statistics.median(c) for c in zip(*rounds))
     kv_tokens, naive_tokens = int(gen.mask.sum()), int(naive_gen.mask.sum())
+    # tokens/s of KV over tokens/s of a naive form, per round (the token counts are equal
+    # when the sampled runs agree, which the script checks and reports).
+    per_round = {name: [(kv_tokens / r[0]) / (naive_tokens / r[col]) for r in rounds]
+                 for name, col in (("naive", 1), ("naive_tuned", 2), ("naive_scan", 3))}
 
     greedy_kv, greedy_naive = kv(greedy), naive(greedy)
     greedy_match = bool(jnp.array_equal(greedy_kv.tokens, greedy_naive.tokens)
@@ -279,10 +291,12 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
     sampled_match = bool(jnp.array_equal(gen.tokens, naive_gen.tokens)
                          and jnp.array_equal(gen.tokens, scan_gen.tokens))
     kv_tps, naive_tps = kv_tokens / kv_s, naive_tokens / naive_s
+    ratio = {name: statistics.median(r) for name, r in per_round.items()}
     return {"kv_tokens_per_s": kv_tps, "naive_tokens_per_s": naive_tps,
-            "ratio_kv_over_naive": kv_tps / naive_tps, "kv_s": kv_s, "naive_s": naive_s,
-            "naive_tuned_s": naive_tuned_s, "ratio_kv_over_naive_tuned": naive_tuned_s / kv_s,
-            "naive_scan_s": naive_scan_s, "ratio_kv_over_naive_scan": naive_scan_s / kv_s,
+            "ratio_kv_over_naive": ratio["naive"], "kv_s": kv_s, "naive_s": naive_s,
+            "naive_tuned_s": naive_tuned_s, "ratio_kv_over_naive_tuned": ratio["naive_tuned"],
+            "naive_scan_s": naive_scan_s, "ratio_kv_over_naive_scan": ratio["naive_scan"],
+            "round_s": rounds, "round_ratios": per_round,
             "kv_tokens": kv_tokens, "naive_tokens": naive_tokens,
             "kv_compile_s": kv_compile_s, "naive_warmup_s": naive_warmup_s,
             "greedy_match": greedy_match, "sampled_match": sampled_match}
@@ -348,7 +362,8 @@ def main(argv=None) -> dict:
         ("JAX train-step compile time", f"{train['compile_s']:.1f} s"),
         (f"KV-cached generation tokens/s (N={args.new_tokens})", f"{gen['kv_tokens_per_s']:,.0f}"),
         ("naive generation tokens/s", f"{gen['naive_tokens_per_s']:,.0f}"),
-        ("ratio KV / naive (generation)", f"{gen['ratio_kv_over_naive']:.1f}x"),
+        ("ratio KV / naive (generation)", f"{gen['ratio_kv_over_naive']:.1f}x  (rounds: "
+         f"{min(gen['round_ratios']['naive']):.1f}-{max(gen['round_ratios']['naive']):.1f}x)"),
         ("  naive with generate's CPU compile options", f"{gen['ratio_kv_over_naive_tuned']:.1f}x"
          f"  ({gen['naive_tuned_s'] * 1e3:,.0f} ms vs {gen['naive_s'] * 1e3:,.0f} ms)"),
         ("  naive loop jitted in one scan (fixed buffer)", f"{gen['ratio_kv_over_naive_scan']:.1f}x"
@@ -371,7 +386,8 @@ def main(argv=None) -> dict:
     figures = {"config": {"layers": args.layers, "d_model": args.d_model, "heads": args.heads,
                           "seq": args.seq, "batch": args.batch, "vocab": args.vocab,
                           "new_tokens": args.new_tokens, "prompt_len": args.prompt_len,
-                          "steps": args.steps, "repeats": args.repeats},
+                          "steps": args.steps, "repeats": args.repeats,
+                          "gen_repeats": args.gen_repeats},
                "machine": machine, "load_average": [load_before, load_after],
                "jax_train": train, "jax_train_whole_batch": whole, "torch_train": torch_res,
                "ratio_jax_over_torch": ratio, "generation": gen}
