@@ -9,7 +9,7 @@ Measures, for the default model (`minirlhf.model.ModelConfig` defaults: 2 layers
 reviews task left-padded to 1 + task.max_prompt_chars tokens, and N = 64 new tokens:
 
 1. The rollout of PPO's experience exactly as `minirlhf.rollout.rollout` does it, jitted as
-   the RLHF iteration jits it: KV-cached sampling in one `lax.scan`
+   the RLHF iteration jits it: KV-cached sampling in chunked `lax.scan`s
    (`minirlhf.generate.generate`), one full forward of the policy (value head included) and
    one of the frozen reference over prompt + response, the reward model's score, and the
    KL-shaped rewards.

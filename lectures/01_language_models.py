@@ -365,7 +365,7 @@ plot_strategies(count_logits, f"P(next character | ...{context!r}), counted in t
 
 # %% [markdown]
 # **Sampling text.** `generate(graphdef, params, prompt, prompt_mask, key, cfg)` runs the whole
-# loop (pick a token, append it, repeat) inside one `jax.lax.scan` with a key-value cache, so
+# loop (pick a token, append it, repeat) inside `jax.lax.scan`s with a key-value cache, so
 # each step only processes the one new token. It returns the tokens, their log-probabilities
 # under the model (what RL will need in later lectures), a response mask (True up to and
 # including EOS) and whether each row finished. `complete` wraps it: text in, text out.

@@ -195,7 +195,7 @@ print(f"   init             {rlhf_cfg.init}\n   reward           {rlhf_cfg.rewar
 #
 # In code (`minirlhf/rollout.py`), `rollout(...)`:
 #
-# 1. samples one response per prompt with `generate` (KV cache, one `lax.scan`), at
+# 1. samples one response per prompt with `generate` (KV cache, jitted `lax.scan`s), at
 #    temperature 1 and with no top-k/top-p: PPO's ratio $\pi_\theta / \pi_{\theta_{old}}$ is only
 #    right if the data come from $\pi_{\theta_{old}}$ itself;
 # 2. runs one full forward of the policy over prompt + response (`response_outputs`), and

@@ -1,4 +1,4 @@
-"""KV-cached autoregressive sampling in one `jax.lax.scan`: greedy, temperature, top-k, top-p.
+"""KV-cached autoregressive sampling in jitted `jax.lax.scan`s: greedy, temperature, top-k, top-p.
 
 The deck's picture of generation (deck "Large Language Models and RL from Human Feedback",
 slide "Preliminaries: Language Models"): the model turns the tokens so far into "the logits
@@ -11,9 +11,12 @@ token is greedy decoding; the other strategies reshape the distribution first:
   probability mass reaches p.
 
 Recomputing the whole prefix for every new token costs O(T^2) token-passes; a KV cache
-keeps each layer's keys and values so a step only processes the one new token.
+keeps each layer's keys and values so a step only processes the one new token. The loop
+runs as a few `lax.scan`s in one `jax.jit` (`decode_chunks`): the cache grows before each,
+so a step's attention reads the slots up to the end of its chunk, not all P + N.
 
-Notation: B batch, P prompt length, N new tokens, V vocabulary, S = P + N cache slots.
+Notation: B batch, P prompt length, N new tokens, V vocabulary, S cache slots (P + N at
+the end).
 """
 
 from __future__ import annotations
@@ -251,7 +254,8 @@ _generate_jit = jit_with_cpu_options(_generate, CPU_DECODE_OPTIONS,
 def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: jax.Array,
              prompt_mask: jax.Array, key: jax.Array, cfg: SamplingConfig,
              eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> Generation:
-    """Sample responses to a batch of prompts with a KV cache, in one jitted scan.
+    """Sample responses to a batch of prompts with a KV cache, in one jit: a prefill of the
+    prompt, then the decoding steps as up to 4 chunked scans (`decode_chunks`).
 
     Each row stops at its own EOS: later tokens are PAD with mask False. The same key gives
     the same samples.

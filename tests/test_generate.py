@@ -74,9 +74,12 @@ def test_kv_cache_equals_the_jitted_fixed_buffer_naive_reference(small_model, to
 
 
 def test_generate_runs_inside_an_outer_jit(small_model, tokenizer):
+    """As the RLHF rollout calls it: inside another jit (a plain one, whose compile options
+    apply), with several decoding chunks, the same tokens as a top-level call."""
     g, p = small_model
     prompt, mask = tokenizer.encode_batch(PROMPTS, padding="left")
-    cfg = SamplingConfig(max_new_tokens=6, temperature=0.0)
+    cfg = SamplingConfig(max_new_tokens=32, temperature=0.0)
+    assert len(decode_chunks(32)) == 2
     inner = jax.jit(lambda p, t, m: generate(g, p, t, m, jax.random.key(0), cfg).tokens)
     np.testing.assert_array_equal(inner(p, prompt, mask),
                                   generate(g, p, prompt, mask, jax.random.key(0), cfg).tokens)

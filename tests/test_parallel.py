@@ -248,6 +248,7 @@ def test_cpu_compiler_options_change_speed_not_results():
     # (an XLA that renamed it would ignore the name silently; this test would then fail).
     from minirlhf.parallel import CPU_DECODE_OPTIONS
 
+    assert _options_supported(tuple(sorted(CPU_DECODE_OPTIONS.items())))  # else a plain jit
     decode = jit_with_cpu_options(logits, CPU_DECODE_OPTIONS)
     np.testing.assert_allclose(decode(p, tokens), plain, atol=1e-5)
     long_sum = lambda x: jnp.max(x, axis=-1)
