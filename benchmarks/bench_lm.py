@@ -278,11 +278,13 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
     # which drifts by 10-20% over minutes on a shared VM, cancels out of each. The order
     # rotates from round to round, so no form always runs right after the same other one.
     forms = (kv, naive, naive_tuned, naive_scan)
-    rounds = []
+    rounds = []  # per round: seconds of (kv, naive, tuned, scan)
     for r in range(args.gen_repeats):
-        order = [(r + j) % len(forms) for j in range(len(forms))]
-        seconds = dict((j, timed(forms[j], 1)[0]) for j in order)
-        rounds.append([seconds[j] for j in range(len(forms))])  # (kv, naive, tuned, scan)
+        seconds = [0.0] * len(forms)
+        for j in range(len(forms)):
+            f = (r + j) % len(forms)  # round r starts with form r
+            seconds[f] = timed(forms[f], 1)[0]
+        rounds.append(seconds)
     kv_s, naive_s, naive_tuned_s, naive_scan_s = (statistics.median(c) for c in zip(*rounds))
     kv_tokens, naive_tokens = int(gen.mask.sum()), int(naive_gen.mask.sum())
     # tokens/s of KV over tokens/s of a naive form, per round (the token counts are equal

@@ -11,6 +11,9 @@ from minirlhf.rollout import (RolloutConfig, kl_shaped_rewards, response_outputs
                               token_gae)
 
 PROMPTS = ["the pizza was", "i thought the film was", "my car", "this song is"]
+# The reference forwards, jitted once for the module: run eagerly, each new row length
+# would recompile every op (20 s for one test).
+_forward = jax.jit(forward, static_argnums=0)
 
 
 def test_kl_shaped_rewards_by_hand():
@@ -73,8 +76,7 @@ def test_rollout_logprobs_equal_fresh_unpadded_forwards(policy_and_ref, tokenize
         seq = jnp.asarray(np.concatenate([ids, resp]))[None]
         ones = jnp.ones(seq.shape, bool)
         for name, (gd, pr) in {"policy": (g, p), "ref": (rg, rp)}.items():
-            # Jitted: run eagerly, each row's new length would recompile every op (20 s).
-            out = jax.jit(forward, static_argnums=0)(gd, pr, seq, ones)
+            out = _forward(gd, pr, seq, ones)
             logp = jax.nn.log_softmax(out.logits[0], -1)
             want = [float(logp[len(ids) - 1 + t, resp[t]]) for t in range(len(resp))]
             got = ro.logprobs if name == "policy" else ro.ref_logprobs
