@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 # Progress bars would only clutter test logs.
 os.environ.setdefault("MINIRLHF_QUIET", "1")
@@ -7,10 +8,48 @@ os.environ.setdefault("MINIRLHF_CACHE_DIR", "")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from xdist.scheduler import LoadFileScheduling  # noqa: E402
 
 from minirlhf.envs import make_task  # noqa: E402
 from minirlhf.model import ModelConfig, init_model  # noqa: E402
 from minirlhf.tokenizer import CharTokenizer  # noqa: E402
+
+
+# With -n 2 (the README's command) pytest-xdist runs the suite in two worker processes. Each
+# group below runs whole on one worker, so a module's expensive fixtures (a trained model, a
+# compiled step) are built once, not once per worker: a group is a test file (xdist's
+# `--dist loadfile`, set in pyproject), except that each lecture notebook is a group of its
+# own (together the lectures are a third of the suite; as one file they kept one worker busy
+# alone at the end) and the files sharing the session's `tiny_pipeline` run form one group
+# (built once, not on both workers).
+SHARED_GROUPS = {"test_cli.py": "tiny_pipeline", "test_rlhf.py": "tiny_pipeline"}
+LONG_FIRST = ("test_lectures.py", "test_cli.py", "test_rlhf.py", "test_training.py",
+              "test_generate.py", "test_ppo.py", "test_parallel.py")
+"""Files that take a minute or more on 2 cores (`--durations`), handed out first so that the
+short files fill in around them at the end; the rest keep pytest's order. Only the schedule
+depends on this list, never a result."""
+
+
+class GroupScheduling(LoadFileScheduling):
+    """xdist's loadfile schedule with the groups above (`_split_scope` maps a test's node id
+    to its group; groups go to the workers in collection order, see `--no-loadscope-reorder`)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        if "::test_lecture_runs[" in nodeid:
+            return nodeid
+        file = nodeid.split("::", 1)[0]
+        return SHARED_GROUPS.get(Path(file).name, file)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") == "loadfile":
+        return GroupScheduling(config, log)
+    return None  # another --dist mode asked for on the command line: xdist's own
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +84,4 @@ def tiny_pipeline(tmp_path_factory):
              "reward_checkpoints": sorted(p.name for p in (out / "reward" / "checkpoints")
                                           .iterdir())}
     return main(argv), out, facts
+
