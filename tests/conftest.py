@@ -84,4 +84,3 @@ def tiny_pipeline(tmp_path_factory):
              "reward_checkpoints": sorted(p.name for p in (out / "reward" / "checkpoints")
                                           .iterdir())}
     return main(argv), out, facts
-
