@@ -6,6 +6,8 @@ Notation: B batch, T tokens, V vocabulary.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -50,7 +52,9 @@ def categorical_sample(key: jax.Array, logits: jax.Array) -> jax.Array:
 # pi(a | s) = N(a; mu(s), diag(sigma^2)) with a state-independent log sigma, as in the PPO
 # paper's continuous-control experiments (Schulman et al. 2017, section 6.1).
 
-_LOG_2PI = float(jnp.log(2.0 * jnp.pi))
+# A Python float, not a jnp op: importing minirlhf must not start JAX's backends (a program
+# may still choose its devices after the import, e.g. `jax_num_cpu_devices`).
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:

@@ -260,6 +260,15 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: jax.Array,
     Each row stops at its own EOS: later tokens are PAD with mask False. The same key gives
     the same samples.
 
+    Data parallel: with prompt and prompt_mask split over a mesh's devices
+    (`parallel.shard_batch`) and the parameters replicated (`parallel.replicate`), XLA runs
+    each device's rows on that device, and the result comes back split the same way. The
+    samples are those of one device (rows never interact, and the uniforms do not depend
+    on the sharding; tests/test_parallel.py checks this on 4 devices). On a CPU split into
+    one device per core (`jax.config.update("jax_num_cpu_devices", n)` before any JAX
+    operation, or JAX_NUM_CPU_DEVICES=n), this is what puts decoding on more than one core:
+    a decoding step's matmuls have only B rows, and one device runs them on one core.
+
     Args:
         graphdef, params: the policy (`nnx.split` of a Transformer).
         prompt: (B, P) int ids, left- or right-padded.

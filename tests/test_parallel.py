@@ -225,6 +225,76 @@ def test_rlhf_iteration_on_four_devices_equals_one_device():
         assert r["m4"][k] == pytest.approx(r["m1"][k], rel=1e-4, abs=1e-6), k
 
 
+GENERATE_SCRIPT = textwrap.dedent("""
+    import importlib, json, pkgutil
+    import jax
+    import minirlhf, minirlhf.envs
+    # Importing every module of the package must leave JAX's backends unstarted, so that a
+    # program can still choose its devices afterwards (this update raises once they run).
+    for pkg in (minirlhf, minirlhf.envs):
+        for mod in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+            importlib.import_module(mod.name)
+    jax.config.update("jax_num_cpu_devices", 4)
+    import jax.numpy as jnp, numpy as np
+    from minirlhf.generate import SamplingConfig, generate
+    from minirlhf.model import ModelConfig, init_model
+    from minirlhf.parallel import make_mesh, replicate, shard_batch
+
+    assert jax.device_count() == 4, jax.devices()
+    g, p = init_model(ModelConfig(max_len=32, d_model=32, n_heads=2, n_layers=2),
+                      jax.random.key(0))
+    B, P = 8, 6
+    lengths = np.array([6, 1, 3, 6, 2, 5, 4, 1])  # real tokens per row, BOS included
+    tokens = np.asarray(jax.random.randint(jax.random.key(1), (B, P), 3, 45), np.int32)
+    left = np.arange(P)[None] >= P - lengths[:, None]
+    right = np.arange(P)[None] < lengths[:, None]
+    mesh = make_mesh(4)
+    out = {}
+    for padding, mask in (("left", left), ("right", right)):
+        prompt = np.where(mask, tokens, 0).astype(np.int32)
+        for name, cfg in (("greedy", SamplingConfig(max_new_tokens=20, temperature=0.0)),
+                          ("sampled", SamplingConfig(max_new_tokens=20)),
+                          ("top_p", SamplingConfig(max_new_tokens=20, temperature=1.3,
+                                                   top_k=10, top_p=0.9))):
+            key = jax.random.key(2)
+            one = generate(g, p, jnp.asarray(prompt), jnp.asarray(mask), key, cfg)
+            four = generate(g, replicate(p, mesh), *shard_batch((prompt, mask), mesh), key,
+                            cfg)
+            out[padding + "_" + name] = {
+                "same_tokens": bool(np.array_equal(one.tokens, four.tokens)),
+                "same_mask": bool(np.array_equal(one.mask, four.mask)),
+                "same_finished": bool(np.array_equal(one.finished, four.finished)),
+                "logprob_diff": float(np.max(np.abs(np.asarray(one.logprobs)
+                                                    - np.asarray(four.logprobs)))),
+                "generated": int(np.asarray(four.mask).sum()),
+                # Data parallel for real: the result lies in 4 shards of B / 4 rows.
+                "devices": len(four.tokens.sharding.device_set),
+                "shard_rows": sorted({s.data.shape[0] for s in four.tokens.addressable_shards}),
+            }
+    print(json.dumps(out))
+""")
+
+
+def test_generation_on_four_devices_equals_one_device():
+    """Prompts split over 4 devices (and the parameters replicated) are generated
+    data-parallel, one quarter of the rows on each device, and give what one device gives:
+    the same tokens and masks, the same log-probs, for greedy and sampled decoding with
+    left and right padding. The script also checks that importing minirlhf does not start
+    JAX's backends (the device count is set after the imports)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-c", GENERATE_SCRIPT], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(r) == 6, r
+    for case, got in r.items():
+        assert got["same_tokens"] and got["same_mask"] and got["same_finished"], (case, got)
+        assert got["logprob_diff"] < 1e-5, (case, got)
+        assert got["devices"] == 4 and got["shard_rows"] == [2], (case, got)
+        assert got["generated"] > 8, (case, got)  # not all rows stopped at once
+
+
 def test_cpu_compiler_options_change_speed_not_results():
     """`jit_with_cpu_options`: same values as a plain jit, under an outer jit too, and a
     compile option this XLA does not know falls back to a plain jit instead of failing."""
