@@ -3,25 +3,35 @@
     python benchmarks/bench_lm.py                  # the stated config: minutes on 2 CPU cores
     python benchmarks/bench_lm.py --skip-torch     # without the PyTorch baseline
     python benchmarks/bench_lm.py --json out.json  # also write the figures as JSON
+    python benchmarks/bench_lm.py --cpu-devices 1  # everything on one XLA device
+
+On CPU the script first splits the processor into one XLA device per core
+(`jax_num_cpu_devices`, --cpu-devices), so that data-parallel code can use every core:
+XLA:CPU runs a decoding step's small matmuls on one core, whatever the thread pool holds.
+Each figure below is measured both on all devices and on one, in the same rounds.
 
 Measures, for one small config (2 layers, D 128, 4 heads, T 64, B 64, V 45 -- the reviews
 task's character vocabulary -- learned positions, tied embeddings, MLP ratio 4, GELU):
 
 1. Training: the real step of minirlhf.pretrain (forward, next-token loss, backward, clipped
    AdamW), wrapped by minirlhf.parallel.data_parallel exactly as `train_lm` runs it, on random
-   tokens -- with its default gradient accumulation (512-token microbatches on CPU), and
-   again over the whole batch at once, to show what the accumulation buys. Compilation is
-   timed apart; tokens/s = B * T / step time (median of rounds).
+   tokens -- with its default gradient accumulation (512-token microbatches on CPU) over all
+   devices and over one, and again over the whole batch at once, to show what the
+   accumulation buys. Compilation is timed apart; tokens/s = B * T / step time (median of
+   rounds).
 2. The same training step in eager PyTorch on CPU (benchmarks/baselines/torch_lm.py), if
    torch is installed, timed in rounds that alternate with the JAX rounds, and the ratio
    JAX / torch (> 1: JAX is faster per token).
 3. Generation of --new-tokens tokens (48) for B prompts of 4-8 tokens: KV-cached
    `minirlhf.generate.generate` (prefill, then jitted scans over a cache that grows chunk by
-   chunk, `generate.decode_chunks`) against the naive reference
+   chunk, `generate.decode_chunks`), its prompts split over all devices as the RLHF
+   iteration's are (and on one device, for a ratio with both on one device), against the
+   naive reference
    `tests.references.naive_generate`, which re-runs a *jitted* full forward over the whole
-   sequence for every new token. Both are warmed up (compiled) before the timed rounds
-   (--gen-repeats of them, each running every form once; each ratio is the median of the
-   rounds' own ratios);
+   sequence for every new token, timed on one device and with the prompts split over all,
+   each round's faster of the two counting. All are warmed up (compiled) before the timed
+   rounds (--gen-repeats of them, each running every form in both placements once; each
+   ratio is the median of the rounds' own ratios);
    tokens/s counts generated tokens (sum of the response mask): rows that sample EOS stop
    early (with V = 45 a random model does so about once in 45 tokens), though both paths
    still run all N steps, so this understates the per-step speed by B*N / generated, and
@@ -42,6 +52,7 @@ shared machine are noisy: the load average is printed so a busy run can be recog
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -63,7 +74,7 @@ from minirlhf.optim import (OptimConfig, init_train_state, make_optimizer,  # no
                             num_microbatches)
 from minirlhf.parallel import (CPU_DECODE_OPTIONS, check_divisible, data_parallel,  # noqa: E402
                                default_microbatch_tokens, jit_with_cpu_options, make_mesh,
-                               shard_batch)
+                               replicate, shard_batch)
 from minirlhf.pretrain import LMBatch, make_train_step  # noqa: E402
 from minirlhf.tokenizer import BOS_ID, PAD_ID  # noqa: E402
 from tests.references import naive_generate, naive_generate_scan  # noqa: E402
@@ -91,15 +102,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--new-tokens", type=int, default=48, help="N: tokens generated per prompt")
     p.add_argument("--prompt-len", type=int, default=8, help="P: longest prompt (BOS included)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cpu-devices", type=int, default=None,
+                   help="XLA devices the CPU is split into (jax_num_cpu_devices); training and "
+                        "KV-cached generation run data-parallel over them, 1 measures all on "
+                        "one device. Default: one per core (the most that divide --batch). "
+                        "No effect on GPU / TPU")
     p.add_argument("--skip-torch", action="store_true", help="skip the PyTorch baseline")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="also write the figures to this JSON file")
     args = p.parse_args(argv)
+    if args.cpu_devices is None and args.batch > 0:
+        cores = os.cpu_count() or 1
+        args.cpu_devices = max(n for n in range(1, cores + 1) if args.batch % n == 0)
     for name in ("layers", "d_model", "heads", "seq", "batch", "vocab", "steps", "repeats",
-                 "gen_repeats", "new_tokens", "prompt_len"):
+                 "gen_repeats", "new_tokens", "prompt_len", "cpu_devices"):
         if getattr(args, name) <= 0:
             flag = "--" + name.replace("_", "-")
             p.error(f"{flag} must be a positive integer, got {getattr(args, name)}")
+    if args.batch % args.cpu_devices:
+        p.error(f"--batch {args.batch} must be divisible by --cpu-devices {args.cpu_devices}")
     if args.seq < 2:
         p.error(f"--seq must be >= 2 (next-token targets), got {args.seq}")
     if args.vocab <= FIRST_CHAR_ID:
@@ -121,14 +142,16 @@ def timed(fn, repeats: int) -> list[float]:
 # --- training ----------------------------------------------------------------------------
 
 
-def setup_jax_train(model_cfg: ModelConfig, args, microbatch_tokens: int = -1):
+def setup_jax_train(model_cfg: ModelConfig, args, microbatch_tokens: int = -1,
+                    n_devices: int | None = None):
     """Compile minirlhf's data-parallel LM train step; return (run, final_loss, info).
 
     `run(n)` takes n steps on a fixed batch of random tokens and returns their wall-clock
     seconds (blocking on the result); info holds the compile time and the model size.
-    `microbatch_tokens` as in `LMTrainConfig` (-1: the default `train_lm` uses).
+    `microbatch_tokens` as in `LMTrainConfig` (-1: the default `train_lm` uses);
+    `n_devices` as in `make_mesh` (None: all of them, as `train_lm` uses by default).
     """
-    mesh = make_mesh()
+    mesh = make_mesh(n_devices)
     check_divisible(args.batch, mesh, "--batch")
     graphdef, params = init_model(model_cfg, jax.random.key(args.seed))
     total_steps = 3 + args.steps * args.repeats
@@ -183,17 +206,22 @@ def setup_torch_train(args):
 
 
 def bench_train(model_cfg: ModelConfig, args, with_torch: bool):
-    """Training throughput of JAX (as `train_lm` runs it, and without gradient accumulation)
-    and (optionally) torch, measured in alternation.
+    """Training throughput of JAX (as `train_lm` runs it on all devices, on one device when
+    there are several, and without gradient accumulation) and (optionally) torch, measured
+    in alternation.
 
     Each of `--repeats` rounds times `--steps` steps of each, one after the other, so a
     change in the machine's load hits all alike; each figure is its median round.
-    Returns (jax figures, jax whole-batch figures, torch figures or None).
+    Returns (jax figures, jax one-device figures or None, jax whole-batch figures, torch
+    figures or None).
     """
     jax_run, jax_loss, jax_info = setup_jax_train(model_cfg, args)
     whole_run, _, whole_info = setup_jax_train(model_cfg, args, microbatch_tokens=0)
     torch_setup = setup_torch_train(args) if with_torch else None
     runs = {"jax": jax_run, "jax_whole": whole_run}
+    one_info = None
+    if jax_info["devices"] > 1:
+        runs["jax_one"], _, one_info = setup_jax_train(model_cfg, args, n_devices=1)
     if torch_setup is not None:
         runs["torch"] = torch_setup[0]
     for run in runs.values():
@@ -212,7 +240,8 @@ def bench_train(model_cfg: ModelConfig, args, with_torch: bool):
                 "round_s": times[name], **info}
 
     torch_res = None if torch_setup is None else figures("torch", torch_setup[1])
-    return figures("jax", jax_info), figures("jax_whole", whole_info), torch_res
+    one = None if one_info is None else figures("jax_one", one_info)
+    return figures("jax", jax_info), one, figures("jax_whole", whole_info), torch_res
 
 
 # --- generation --------------------------------------------------------------------------
@@ -233,9 +262,23 @@ def make_prompts(args) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bench_generation(model_cfg: ModelConfig, args) -> dict:
-    """KV-cached generation against the naive full-forward-per-token reference."""
+    """KV-cached generation against the naive full-forward-per-token reference.
+
+    Every form runs twice over: on one device (the arrays as they are), and with the
+    prompts split over all devices of the mesh (`shard_batch`, the parameters replicated),
+    as the RLHF iteration samples. With one device the two are the same and only the first
+    runs. The headline ratio is KV on all devices against each round's faster placement of
+    the naive reference; KV on one device against the naive reference on one device is
+    printed beside it.
+    """
     graphdef, params = init_model(model_cfg, jax.random.key(args.seed))
-    prompt, prompt_mask = map(jnp.asarray, make_prompts(args))
+    host_prompt, host_mask = make_prompts(args)
+    mesh = make_mesh()
+    check_divisible(args.batch, mesh, "--batch")
+    placements = {"one": (params, jnp.asarray(host_prompt), jnp.asarray(host_mask))}
+    if mesh.shape["data"] > 1:
+        placements["all"] = (replicate(params, mesh),
+                             *shard_batch((host_prompt, host_mask), mesh))
     key = jax.random.key(args.seed + 3)
     sample = SamplingConfig(max_new_tokens=args.new_tokens, temperature=1.0)
     greedy = SamplingConfig(max_new_tokens=args.new_tokens, temperature=0.0)
@@ -249,61 +292,77 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
     naive_scan_fn = jit_with_cpu_options(naive_generate_scan, CPU_DECODE_OPTIONS,
                                          static_argnames=("graphdef", "cfg"))
 
-    def kv(cfg=sample):
-        return jax.block_until_ready(generate(graphdef, params, prompt, prompt_mask, key, cfg))
+    def kv(where, cfg=sample):
+        p, prompt, mask = placements[where]
+        return jax.block_until_ready(generate(graphdef, p, prompt, mask, key, cfg))
 
-    def naive(cfg=sample, forward_fn=full_forward):
-        return jax.block_until_ready(naive_generate(graphdef, params, prompt, prompt_mask, key,
-                                                    cfg, forward_fn=forward_fn))
+    def naive(where, cfg=sample, forward_fn=full_forward):
+        p, prompt, mask = placements[where]
+        return jax.block_until_ready(naive_generate(graphdef, p, prompt, mask, key, cfg,
+                                                    forward_fn=forward_fn))
 
-    def naive_tuned():
-        return naive(forward_fn=tuned_forward)
+    def naive_tuned(where):
+        return naive(where, forward_fn=tuned_forward)
 
-    def naive_scan():
-        return jax.block_until_ready(naive_scan_fn(graphdef, params, prompt, prompt_mask, key,
-                                                   sample))
+    def naive_scan(where):
+        p, prompt, mask = placements[where]
+        return jax.block_until_ready(naive_scan_fn(graphdef, p, prompt, mask, key, sample))
 
+    forms = {f"{name}_{where}": functools.partial(fn, where)
+             for name, fn in (("kv", kv), ("naive", naive), ("tuned", naive_tuned),
+                              ("scan", naive_scan))
+             for where in placements}
+    head = "kv_all" if "all" in placements else "kv_one"
     start = time.perf_counter()
-    gen = kv()  # compiles the prefill + decoding scan
+    gen = forms[head]()  # compiles the prefill + decoding scans
     kv_compile_s = time.perf_counter() - start
     start = time.perf_counter()
-    naive_gen = naive()  # compiles the full forward once per sequence length
+    naive_gen = forms["naive_one"]()  # compiles the full forward once per sequence length
     naive_warmup_s = time.perf_counter() - start
-    tuned_gen = naive_tuned()
-    scan_gen = naive_scan()  # compiles the one-scan naive loop
+    outputs = {name: f() for name, f in forms.items()}  # the rest compile; all warm
 
-    # Rounds alternate the four, so that a change in the machine's load hits all alike;
+    # Rounds run every form once, so that a change in the machine's load hits all alike;
     # each time is its median round. Each ratio is the median of the rounds' own ratios:
-    # a round's calls run within about two seconds of each other, so the machine's speed,
-    # which drifts by 10-20% over minutes on a shared VM, cancels out of each. The order
-    # rotates from round to round, so no form always runs right after the same other one.
-    forms = (kv, naive, naive_tuned, naive_scan)
-    rounds = []  # per round: seconds of (kv, naive, tuned, scan)
+    # a round's calls run within seconds of each other, so the machine's speed, which
+    # drifts by 10-20% over minutes on a shared VM, cancels out of each. The order rotates
+    # from round to round, so no form always runs right after the same other one.
+    names = list(forms)
+    rounds = []  # per round: {form: seconds}
     for r in range(args.gen_repeats):
-        seconds = [0.0] * len(forms)
-        for j in range(len(forms)):
-            f = (r + j) % len(forms)  # round r starts with form r
-            seconds[f] = timed(forms[f], 1)[0]
+        seconds = {}
+        for j in range(len(names)):
+            name = names[(r + j) % len(names)]
+            seconds[name] = timed(forms[name], 1)[0]
         rounds.append(seconds)
-    kv_s, naive_s, naive_tuned_s, naive_scan_s = (statistics.median(c) for c in zip(*rounds))
+    median_s = {name: statistics.median(r[name] for r in rounds) for name in names}
     kv_tokens, naive_tokens = int(gen.mask.sum()), int(naive_gen.mask.sum())
+
+    def best(r, form):
+        """A round's time of the naive `form` at its faster placement."""
+        return min(r[f"{form}_{where}"] for where in placements)
+
     # tokens/s of KV over tokens/s of a naive form, per round (the token counts are equal
     # when the sampled runs agree, which the script checks and reports).
-    per_round = {name: [(kv_tokens / r[0]) / (naive_tokens / r[col]) for r in rounds]
-                 for name, col in (("naive", 1), ("naive_tuned", 2), ("naive_scan", 3))}
+    speed = lambda kv_s, other_s: (kv_tokens / kv_s) / (naive_tokens / other_s)
+    per_round = {name: [speed(r[head], best(r, name)) for r in rounds]
+                 for name in ("naive", "tuned", "scan")}
+    per_round["one_device"] = [speed(r["kv_one"], r["naive_one"]) for r in rounds]
 
-    greedy_kv, greedy_naive = kv(greedy), naive(greedy)
+    greedy_kv, greedy_naive = kv(head[len("kv_"):], greedy), naive("one", greedy)
     greedy_match = bool(jnp.array_equal(greedy_kv.tokens, greedy_naive.tokens)
                         and jnp.array_equal(greedy_kv.mask, greedy_naive.mask))
     sampled_match = all(bool(jnp.array_equal(gen.tokens, other.tokens))
-                        for other in (naive_gen, tuned_gen, scan_gen))
-    kv_tps, naive_tps = kv_tokens / kv_s, naive_tokens / naive_s
+                        for other in outputs.values())
     ratio = {name: statistics.median(r) for name, r in per_round.items()}
-    return {"kv_tokens_per_s": kv_tps, "naive_tokens_per_s": naive_tps,
-            "ratio_kv_over_naive": ratio["naive"], "kv_s": kv_s, "naive_s": naive_s,
-            "naive_tuned_s": naive_tuned_s, "ratio_kv_over_naive_tuned": ratio["naive_tuned"],
-            "naive_scan_s": naive_scan_s, "ratio_kv_over_naive_scan": ratio["naive_scan"],
-            "round_s": rounds, "round_ratios": per_round,
+    return {"devices": mesh.shape["data"],
+            "kv_tokens_per_s": kv_tokens / median_s[head],
+            "kv_one_device_tokens_per_s": kv_tokens / median_s["kv_one"],
+            "naive_tokens_per_s": naive_tokens / min(median_s[f"naive_{w}"] for w in placements),
+            "ratio_kv_over_naive": ratio["naive"],
+            "ratio_kv_over_naive_one_device": ratio["one_device"],
+            "ratio_kv_over_naive_tuned": ratio["tuned"],
+            "ratio_kv_over_naive_scan": ratio["scan"],
+            "median_s": median_s, "round_s": rounds, "round_ratios": per_round,
             "kv_tokens": kv_tokens, "naive_tokens": naive_tokens,
             "kv_compile_s": kv_compile_s, "naive_warmup_s": naive_warmup_s,
             "greedy_match": greedy_match, "sampled_match": sampled_match}
@@ -314,6 +373,8 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # Before any JAX operation: the CPU's device count is fixed when the backend starts.
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     max_len = max(args.seq, args.prompt_len + args.new_tokens)
     try:
         model_cfg = ModelConfig(vocab_size=args.vocab, max_len=max_len, d_model=args.d_model,
@@ -324,17 +385,24 @@ def main(argv=None) -> dict:
     config = (f"L={args.layers} D={args.d_model} H={args.heads} T={args.seq} B={args.batch} "
               f"V={args.vocab} mlp=4x GELU, learned positions, tied embeddings")
     machine = (f"{platform.machine()} {os.cpu_count()} CPU cores, jax {jax.__version__} on "
-               f"{jax.default_backend()}, python {platform.python_version()}")
+               f"{jax.device_count()} {jax.default_backend()} device(s), "
+               f"python {platform.python_version()}")
     print(f"config:  {config}")
     print(f"machine: {machine}")
     load_before = os.getloadavg()[0]
     print(f"load average (1 min) at start: {load_before:.2f}", flush=True)
 
     print("\n[1/2] training: JAX step and PyTorch baseline, alternating ...", flush=True)
-    train, whole, torch_res = bench_train(model_cfg, args, with_torch=not args.skip_torch)
+    train, train_one, whole, torch_res = bench_train(model_cfg, args,
+                                                     with_torch=not args.skip_torch)
     print(f"      JAX   {train['tokens_per_s']:,.0f} tokens/s  "
-          f"({train['step_s'] * 1e3:.1f} ms/step in {train['microbatches']} microbatches, "
+          f"({train['step_s'] * 1e3:.1f} ms/step on {train['devices']} device(s), "
+          f"{train['microbatches']} microbatches each, "
           f"compile {train['compile_s']:.1f} s, {train['params']:,} params)", flush=True)
+    if train_one is not None:
+        print(f"      JAX   {train_one['tokens_per_s']:,.0f} tokens/s  "
+              f"({train_one['step_s'] * 1e3:.1f} ms/step on one device, "
+              f"{train_one['microbatches']} microbatches)", flush=True)
     print(f"      JAX   {whole['tokens_per_s']:,.0f} tokens/s  "
           f"({whole['step_s'] * 1e3:.1f} ms/step, the whole batch at once)", flush=True)
     if args.skip_torch:
@@ -358,23 +426,34 @@ def main(argv=None) -> dict:
     else:
         torch_cell = "skipped" if args.skip_torch else "n/a (torch not installed)"
     ratio_cell = "n/a" if ratio is None else f"{ratio:.2f}x"
+    ratio_one = None if torch_res is None or train_one is None else \
+        train_one["tokens_per_s"] / torch_res["tokens_per_s"]
+    one_cell = "" if train_one is None else \
+        f"  ({train['devices']} devices; {train_one['tokens_per_s']:,.0f} on one)"
+    several = gen["devices"] > 1
     rows = [
         ("config", config),
-        ("JAX train tokens/s", f"{train['tokens_per_s']:,.0f}"),
+        ("JAX train tokens/s", f"{train['tokens_per_s']:,.0f}{one_cell}"),
         ("torch train tokens/s", torch_cell),
         ("ratio JAX / torch (train)", ratio_cell),
+        *([("  JAX on one device / torch", f"{ratio_one:.2f}x")] if ratio_one else []),
         (f"  JAX in {train['microbatches']} microbatches / whole batch at once",
          f"{train['tokens_per_s'] / whole['tokens_per_s']:.2f}x  ({whole['tokens_per_s']:,.0f}"
          f" tokens/s without gradient accumulation)"),
         ("JAX train-step compile time", f"{train['compile_s']:.1f} s"),
-        (f"KV-cached generation tokens/s (N={args.new_tokens})", f"{gen['kv_tokens_per_s']:,.0f}"),
-        ("naive generation tokens/s", f"{gen['naive_tokens_per_s']:,.0f}"),
+        (f"KV-cached generation tokens/s (N={args.new_tokens})",
+         f"{gen['kv_tokens_per_s']:,.0f}" + (f"  ({gen['devices']} devices; "
+         f"{gen['kv_one_device_tokens_per_s']:,.0f} on one)" if several else "")),
+        ("naive generation tokens/s", f"{gen['naive_tokens_per_s']:,.0f}"
+         + ("  (its faster placement)" if several else "")),
         ("ratio KV / naive (generation)", f"{gen['ratio_kv_over_naive']:.1f}x  (rounds: "
          f"{min(gen['round_ratios']['naive']):.1f}-{max(gen['round_ratios']['naive']):.1f}x)"),
-        ("  naive with generate's CPU compile options", f"{gen['ratio_kv_over_naive_tuned']:.1f}x"
-         f"  ({gen['naive_tuned_s'] * 1e3:,.0f} ms vs {gen['naive_s'] * 1e3:,.0f} ms)"),
-        ("  naive loop jitted in one scan (fixed buffer)", f"{gen['ratio_kv_over_naive_scan']:.1f}x"
-         f"  ({gen['naive_scan_s'] * 1e3:,.0f} ms vs KV {gen['kv_s'] * 1e3:,.0f} ms)"),
+        *([("  both on one device", f"{gen['ratio_kv_over_naive_one_device']:.1f}x  (rounds: "
+            f"{min(gen['round_ratios']['one_device']):.1f}-"
+            f"{max(gen['round_ratios']['one_device']):.1f}x)")] if several else []),
+        ("  naive with generate's CPU compile options", f"{gen['ratio_kv_over_naive_tuned']:.1f}x"),
+        ("  naive loop jitted in one scan (fixed buffer)",
+         f"{gen['ratio_kv_over_naive_scan']:.1f}x"),
         ("generated tokens / B*N slots", f"{gen['kv_tokens']} / {args.batch * args.new_tokens}"),
         ("KV generation compile time", f"{gen['kv_compile_s']:.1f} s"),
         ("greedy KV == naive", str(gen["greedy_match"])),
@@ -396,8 +475,10 @@ def main(argv=None) -> dict:
                           "steps": args.steps, "repeats": args.repeats,
                           "gen_repeats": args.gen_repeats},
                "machine": machine, "load_average": [load_before, load_after],
-               "jax_train": train, "jax_train_whole_batch": whole, "torch_train": torch_res,
-               "ratio_jax_over_torch": ratio, "generation": gen}
+               "jax_train": train, "jax_train_one_device": train_one,
+               "jax_train_whole_batch": whole, "torch_train": torch_res,
+               "ratio_jax_over_torch": ratio, "ratio_jax_one_device_over_torch": ratio_one,
+               "generation": gen}
     write_figures(args.json, figures)
     return figures
 
