@@ -97,22 +97,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3,
                    help="timed repeats of each measurement; the median is reported")
     p.add_argument("--gen-repeats", type=int, default=7,
-                   help="timed rounds of the generation comparison (each runs KV once and "
-                        "each naive form once); medians are reported")
+                   help="timed rounds of the generation comparison (each runs KV and each "
+                        "naive form once in each placement); medians are reported")
     p.add_argument("--new-tokens", type=int, default=48, help="N: tokens generated per prompt")
     p.add_argument("--prompt-len", type=int, default=8, help="P: longest prompt (BOS included)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cpu-devices", type=int, default=None,
-                   help="XLA devices the CPU is split into (jax_num_cpu_devices); training and "
-                        "KV-cached generation run data-parallel over them, 1 measures all on "
-                        "one device. Default: one per core (the most that divide --batch). "
-                        "No effect on GPU / TPU")
+                   help="XLA devices the CPU platform is split into (jax_num_cpu_devices); "
+                        "training and KV-cached generation run data-parallel over them, 1 "
+                        "measures all on one device. Default: $JAX_NUM_CPU_DEVICES if set, "
+                        "else one per usable core (the most that divide --batch). On a GPU / "
+                        "TPU the mesh is its devices and this only sizes the unused CPU one")
     p.add_argument("--skip-torch", action="store_true", help="skip the PyTorch baseline")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="also write the figures to this JSON file")
     args = p.parse_args(argv)
-    if args.cpu_devices is None and args.batch > 0:
-        cores = os.cpu_count() or 1
+    if args.cpu_devices is None and os.environ.get("JAX_NUM_CPU_DEVICES"):
+        args.cpu_devices = int(os.environ["JAX_NUM_CPU_DEVICES"])
+    elif args.cpu_devices is None and args.batch > 0:
+        # The cores this process may run on (taskset, a container's cpuset), not the machine's.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+            (os.cpu_count() or 1)
         args.cpu_devices = max(n for n in range(1, cores + 1) if args.batch % n == 0)
     for name in ("layers", "d_model", "heads", "seq", "batch", "vocab", "steps", "repeats",
                  "gen_repeats", "new_tokens", "prompt_len", "cpu_devices"):
@@ -374,7 +379,11 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     # Before any JAX operation: the CPU's device count is fixed when the backend starts.
-    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    try:
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    except RuntimeError as err:  # main() called in a process that has already used JAX
+        sys.exit(f"--cpu-devices {args.cpu_devices}: this process has already started JAX "
+                 f"({err}); run bench_lm.py in a fresh process")
     max_len = max(args.seq, args.prompt_len + args.new_tokens)
     try:
         model_cfg = ModelConfig(vocab_size=args.vocab, max_len=max_len, d_model=args.d_model,
@@ -416,8 +425,8 @@ def main(argv=None) -> dict:
 
     print(f"[2/2] generation of {args.new_tokens} tokens (KV cache vs naive) ...", flush=True)
     gen = bench_generation(model_cfg, args)
-    print(f"      greedy outputs identical: {gen['greedy_match']}; sampled (same key, the three "
-          f"naive forms) identical: {gen['sampled_match']}", flush=True)
+    print(f"      greedy outputs identical: {gen['greedy_match']}; sampled (same key, every "
+          f"form and placement) identical: {gen['sampled_match']}", flush=True)
     load_after = os.getloadavg()[0]
 
     ratio = None if torch_res is None else train["tokens_per_s"] / torch_res["tokens_per_s"]

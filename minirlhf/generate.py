@@ -267,7 +267,8 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: jax.Array,
     on the sharding; tests/test_parallel.py checks this on 4 devices). On a CPU split into
     one device per core (`jax.config.update("jax_num_cpu_devices", n)` before any JAX
     operation, or JAX_NUM_CPU_DEVICES=n), this is what puts decoding on more than one core:
-    a decoding step's matmuls have only B rows, and one device runs them on one core.
+    a decoding step's matmuls have only B rows, and on the CPUs measured one XLA device ran
+    them on one core (benchmarks/README.md, "Decoding on both cores").
 
     Args:
         graphdef, params: the policy (`nnx.split` of a Transformer).

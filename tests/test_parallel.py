@@ -1,5 +1,6 @@
 """N devices = 1 device: data-parallel train steps on 4 fake CPU devices give the parameters
-of the same steps on 1 device, and of a plain jax.grad + optax update of the pure loss.
+of the same steps on 1 device, and of a plain jax.grad + optax update of the pure loss; the
+RLHF iteration and generation on 4 devices give what they give on 1.
 
 The batch's rows have unequal lengths, so the shards hold unequal numbers of target tokens:
 averaging per-device means (instead of psum(sum) / psum(count)) would fail this test, and
@@ -278,8 +279,8 @@ GENERATE_SCRIPT = textwrap.dedent("""
 def test_generation_on_four_devices_equals_one_device():
     """Prompts split over 4 devices (and the parameters replicated) are generated
     data-parallel, one quarter of the rows on each device, and give what one device gives:
-    the same tokens and masks, the same log-probs, for greedy and sampled decoding with
-    left and right padding. The script also checks that importing minirlhf does not start
+    the same tokens and masks, the same log-probs, for greedy, sampled and top-k/top-p
+    decoding with left and right padding. The script also checks that importing minirlhf does not start
     JAX's backends (the device count is set after the imports)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)
@@ -292,7 +293,7 @@ def test_generation_on_four_devices_equals_one_device():
         assert got["same_tokens"] and got["same_mask"] and got["same_finished"], (case, got)
         assert got["logprob_diff"] < 1e-5, (case, got)
         assert got["devices"] == 4 and got["shard_rows"] == [2], (case, got)
-        assert got["generated"] > 8, (case, got)  # not all rows stopped at once
+        assert got["generated"] > 8, (case, got)  # not every row stopped at its first token
 
 
 def test_cpu_compiler_options_change_speed_not_results():
