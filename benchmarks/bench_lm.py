@@ -317,7 +317,8 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
              for name, fn in (("kv", kv), ("naive", naive), ("tuned", naive_tuned),
                               ("scan", naive_scan))
              for where in placements}
-    head = "kv_all" if "all" in placements else "kv_one"
+    head_where = "all" if "all" in placements else "one"
+    head = f"kv_{head_where}"  # the headline: KV on all devices
     start = time.perf_counter()
     gen = forms[head]()  # compiles the prefill + decoding scans
     kv_compile_s = time.perf_counter() - start
@@ -353,7 +354,7 @@ def bench_generation(model_cfg: ModelConfig, args) -> dict:
                  for name in ("naive", "tuned", "scan")}
     per_round["one_device"] = [speed(r["kv_one"], r["naive_one"]) for r in rounds]
 
-    greedy_kv, greedy_naive = kv(head[len("kv_"):], greedy), naive("one", greedy)
+    greedy_kv, greedy_naive = kv(head_where, greedy), naive("one", greedy)
     greedy_match = bool(jnp.array_equal(greedy_kv.tokens, greedy_naive.tokens)
                         and jnp.array_equal(greedy_kv.mask, greedy_naive.mask))
     sampled_match = all(bool(jnp.array_equal(gen.tokens, other.tokens))

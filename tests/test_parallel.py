@@ -111,13 +111,20 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def result():
+def run_script(script: str) -> dict:
+    """Run a script in a fresh CPU-only Python (it chooses its own device count) and return
+    the JSON object its last line prints."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run_script(SCRIPT)
 
 
 def test_four_devices_equal_one_device(result):
@@ -213,11 +220,7 @@ RLHF_SCRIPT = textwrap.dedent("""
 
 
 def test_rlhf_iteration_on_four_devices_equals_one_device():
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", RLHF_SCRIPT], capture_output=True, text=True,
-                          env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r = run_script(RLHF_SCRIPT)
     assert r["same_tokens"]  # sampling does not depend on how the batch is sharded
     assert r["moved"] > 1e-3, r
     assert r["d41"] < 1e-5, r
@@ -280,14 +283,9 @@ def test_generation_on_four_devices_equals_one_device():
     """Prompts split over 4 devices (and the parameters replicated) are generated
     data-parallel, one quarter of the rows on each device, and give what one device gives:
     the same tokens and masks, the same log-probs, for greedy, sampled and top-k/top-p
-    decoding with left and right padding. The script also checks that importing minirlhf does not start
-    JAX's backends (the device count is set after the imports)."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "-c", GENERATE_SCRIPT], capture_output=True,
-                          text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    decoding with left and right padding. The script also checks that importing minirlhf
+    does not start JAX's backends (the device count is set after the imports)."""
+    r = run_script(GENERATE_SCRIPT)
     assert len(r) == 6, r
     for case, got in r.items():
         assert got["same_tokens"] and got["same_mask"] and got["same_finished"], (case, got)
