@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import operator
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -124,14 +126,17 @@ def num_microbatches(rows: int, tokens_per_row: int, max_tokens: int) -> int:
     return rows
 
 
-def accumulate_gradients(loss_fn, params, batch, n: int):
+def accumulate_gradients(loss_fn, params, batch, n: int, unroll: int = 1):
     """`jax.value_and_grad(loss_fn, has_aux=True)`, summed over n microbatches of `batch`.
 
         ((L, aux), g) = sum_m ((L_m, aux_m), dL_m/dparams),  m = 1..n
 
-    The microbatches are consecutive slices of the leading axis, processed one after the
-    other in a `lax.scan` (tests/test_optim.py checks it equal to a Python loop and to
-    the whole batch at once). For the sum to be the whole batch's value, `loss_fn` must
+    The microbatches are consecutive slices of the leading axis, processed in a `lax.scan`
+    (tests/test_optim.py checks it equal to a Python loop and to the whole batch at once).
+    With `unroll` = k, each iteration of the scan holds k microbatches: their forward and
+    backward passes do not depend on each other, so XLA may run them side by side (on
+    CPU, on different cores: `parallel.microbatches_at_once`). The sums are added in the
+    same order either way: the result is the same up to float rounding. For the sum to be the whole batch's value, `loss_fn` must
     return sums over the microbatch's examples, normalised by a constant of the whole batch
     (e.g. sum of NLLs / number of targets in the batch), never means over the microbatch.
     Inside `shard_map`, its loss and aux must be the same on every device (psum'd, as the
@@ -142,9 +147,17 @@ def accumulate_gradients(loss_fn, params, batch, n: int):
         params: the parameter pytree.
         batch: a pytree of arrays whose leading axis (examples) is divisible by n.
         n: number of microbatches; 1 is a plain `value_and_grad` over the whole batch.
+        unroll: microbatches per iteration of the scan (`lax.scan`'s unroll), >= 1.
     Returns:
         ((loss, aux), grads), as `jax.value_and_grad(loss_fn, has_aux=True)` returns them.
     """
+    try:
+        at_once = operator.index(unroll)  # an int or a NumPy integer, not 1.5
+    except TypeError:
+        at_once = 0
+    if at_once < 1:
+        raise ValueError(f"accumulate_gradients needs unroll >= 1 (microbatches per scan "
+                         f"iteration), got {unroll!r}")
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if n == 1:
         return grad_fn(params, batch)
@@ -163,5 +176,5 @@ def accumulate_gradients(loss_fn, params, batch, n: int):
     first = jax.tree.map(lambda a: a[0], micro)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
                          jax.eval_shape(grad_fn, params, first))
-    total, _ = jax.lax.scan(add_one, zeros, micro)
+    total, _ = jax.lax.scan(add_one, zeros, micro, unroll=at_once)
     return total

@@ -20,6 +20,7 @@ Multi-host runs would call `jax.distributed.initialize()` first and use the same
 from __future__ import annotations
 
 import functools
+import os
 from typing import Callable
 
 import jax
@@ -90,6 +91,33 @@ def default_microbatch_tokens() -> int:
     large batch keeps the accelerator busy.
     """
     return 512 if jax.default_backend() == "cpu" else 0
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (taskset, a container's cpuset), not the
+    machine's."""
+    if hasattr(os, "sched_getaffinity"):  # Linux; macOS and Windows lack it
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def microbatches_at_once(devices: int) -> int:
+    """Microbatches each device's gradient accumulation runs side by side (its scan unroll).
+
+    2 on CPU when each of the `devices` busy devices has two cores or more to itself, else
+    1. One microbatch's forward and backward are a chain of ops mostly too small for
+    XLA:CPU to share between cores; two independent microbatches in one scan iteration
+    give its executor work for both (the same result, up to float rounding). Measured on
+    one device of a 2-core machine (benchmarks/README.md, "Where the time goes", item 5):
+    steps of bench_lm.py's config 8-14% faster, of other small configs up to 16%; the
+    pipeline's pretraining config about as fast; larger models (4 layers, D = 256) from
+    6% slower to 7% faster. No gain pinned to one core, nor on one device per core;
+    unrolling by 4 was slower than by 2. On GPU / TPU, 1: they run one microbatch by
+    default (`default_microbatch_tokens`).
+    """
+    if jax.default_backend() != "cpu":
+        return 1
+    return 2 if usable_cores() >= 2 * devices else 1
 
 
 # XLA:CPU in jax 0.10 hands chains of matmuls and elementwise ops to YNNPACK fusions. For a

@@ -30,7 +30,7 @@ from minirlhf.model import ModelConfig, forward, init_model
 from minirlhf.optim import (OptimConfig, TrainState, accumulate_gradients, init_train_state,
                             make_optimizer, num_microbatches)
 from minirlhf.parallel import (DATA, check_divisible, data_parallel, default_microbatch_tokens,
-                               make_mesh, replicate, shard_batch)
+                               make_mesh, microbatches_at_once, replicate, shard_batch)
 from minirlhf.tokenizer import CharTokenizer
 
 
@@ -133,7 +133,7 @@ def sample_batch(data: LMBatch, key: jax.Array, batch_size: int) -> LMBatch:
 
 
 def make_train_step(graphdef, optimizer: optax.GradientTransformation,
-                    microbatch_tokens: int = -1):
+                    microbatch_tokens: int = -1, unroll: int | None = None):
     """The language-model train step, to be wrapped by `parallel.data_parallel`.
 
     Loss: L_LM averaged over the target tokens of the *global* batch. Each device sums its
@@ -143,13 +143,17 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation,
     (`optim.accumulate_gradients`): the microbatches' sums, divided by the batch's count of
     targets, add up to the same loss and gradient. On several devices each microbatch's
     gradient is summed over them (the psum's transpose), one all-reduce per microbatch:
-    cheap on one host's CPU devices, and accelerators default to a single microbatch.
+    cheap on one host's CPU devices, and accelerators default to a single microbatch. A CPU
+    device with cores to spare runs two microbatches side by side (`unroll`).
 
     Args:
         graphdef: the model's graph (`init_model` / `nnx.split`).
         optimizer: the optax transformation (`optim.make_optimizer`).
         microbatch_tokens: the per-device microbatch budget (`LMTrainConfig.microbatch_tokens`);
             -1: `parallel.default_microbatch_tokens()`, 0: the whole device batch at once.
+        unroll: microbatches each device runs side by side (`optim.accumulate_gradients`);
+            None: `parallel.microbatches_at_once` for the mesh's devices. The same result
+            either way, up to float rounding; only the speed differs.
     Returns:
         train_step(state, batch: LMBatch, key) -> (state, metrics), metrics holding the
         loss, the gradient norm, the number of target tokens and of microbatches.
@@ -168,7 +172,8 @@ def make_train_step(graphdef, optimizer: optax.GradientTransformation,
             return jax.lax.psum(local, DATA) / jnp.maximum(count, 1), ()
 
         n = num_microbatches(*batch.tokens.shape, microbatch_tokens)
-        (loss, _), grads = accumulate_gradients(loss_fn, state.params, batch, n)
+        at_once = microbatches_at_once(jax.lax.axis_size(DATA)) if unroll is None else unroll
+        (loss, _), grads = accumulate_gradients(loss_fn, state.params, batch, n, at_once)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "tokens": count,

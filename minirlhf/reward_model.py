@@ -40,7 +40,7 @@ from minirlhf.logging import atomic_write_text, plot_curves
 from minirlhf.losses import bradley_terry_loss, ranking_pairs
 from minirlhf.model import forward
 from minirlhf.optim import OptimConfig, TrainState, accumulate_gradients, num_microbatches
-from minirlhf.parallel import DATA, default_microbatch_tokens
+from minirlhf.parallel import DATA, default_microbatch_tokens, microbatches_at_once
 from minirlhf.preference_data import Comparison, load_preferences, write_preferences
 from minirlhf.pretrain import LMTrainConfig, train_lm
 from minirlhf.tokenizer import PAD_ID, CharTokenizer
@@ -163,7 +163,8 @@ def make_reward_step(graphdef, optimizer: optax.GradientTransformation,
     Every comparison of K completions contributes its K(K-1)/2 pairs; each device sums its
     pairs' losses and psums over "data", so N devices compute what one device would. Each
     device does so over microbatches of at most `microbatch_tokens` tokens (whole
-    comparisons of K x T tokens), as `pretrain.make_train_step` does.
+    comparisons of K x T tokens), as `pretrain.make_train_step` does, two of them side by
+    side on a CPU device with cores to spare (`parallel.microbatches_at_once`).
 
     Args:
         graphdef: the reward model's graph (a Transformer with `scalar_head=True`).
@@ -191,7 +192,8 @@ def make_reward_step(graphdef, optimizer: optax.GradientTransformation,
             return jax.lax.psum(local, DATA) / count, jax.lax.psum(correct, DATA) / count
 
         n = num_microbatches(N, K * T, microbatch_tokens)
-        (loss, accuracy), grads = accumulate_gradients(loss_fn, state.params, batch, n)
+        unroll = microbatches_at_once(jax.lax.axis_size(DATA))
+        (loss, accuracy), grads = accumulate_gradients(loss_fn, state.params, batch, n, unroll)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads),

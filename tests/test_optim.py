@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 
+from minirlhf import parallel
 from minirlhf.distributions import masked_sum
 from minirlhf.losses import next_token_nll
 from minirlhf.model import ModelConfig, forward, init_model
@@ -80,6 +81,41 @@ def test_accumulate_gradients_equals_loop_and_whole_batch(lm_batch, n):
         accumulate_gradients(loss_fn, params, ragged, 2)
 
 
+@pytest.mark.parametrize("n, unroll", [(8, 2), (8, 3), (2, 2)])  # 3: a remainder of 2
+def test_accumulate_gradients_unrolled_equals_one_at_a_time(lm_batch, n, unroll):
+    g, params = init_model(CFG, jax.random.key(0))
+    count = lm_batch.loss_mask[:, 1:].sum()
+
+    def loss_fn(p, micro):
+        nll = next_token_nll(forward(g, p, micro.tokens, micro.mask).logits, micro.tokens)
+        return masked_sum(nll, micro.loss_mask[:, 1:]) / count, ()
+
+    acc = jax.jit(accumulate_gradients, static_argnums=(0, 3, 4))
+    # The same sums added in the same order: equal up to XLA fusing them differently.
+    assert _max_diff(acc(loss_fn, params, lm_batch, n, unroll),
+                     acc(loss_fn, params, lm_batch, n, 1)) < 1e-7
+    # ... and the scan really holds `unroll` microbatches per iteration.
+    jaxpr = jax.make_jaxpr(accumulate_gradients, static_argnums=(0, 3, 4))(
+        loss_fn, params, lm_batch, n, np.int64(unroll))
+    scans = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
+    assert [e.params["unroll"] for e in scans] == [unroll]
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match=f"needs unroll >= 1 .*, got {bad}"):
+            accumulate_gradients(loss_fn, params, lm_batch, n, bad)
+
+
+def test_microbatches_at_once_follows_the_cores(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    assert parallel.microbatches_at_once(1) == 2  # a second core for a second microbatch
+    assert parallel.microbatches_at_once(2) == 1  # one core a device: one at a time
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 1)
+    assert parallel.microbatches_at_once(1) == 1
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # one microbatch there
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 16)
+    assert parallel.microbatches_at_once(1) == 1
+
+
 def _run(step, params, batch, opt, steps=2):
     mesh = make_mesh(1)
     fn = data_parallel(step, mesh)
@@ -89,15 +125,16 @@ def _run(step, params, batch, opt, steps=2):
     return state.params, metrics
 
 
-def test_lm_step_with_microbatches_equals_whole_batch(lm_batch):
+@pytest.mark.parametrize("unroll", [1, 2, None])  # one at a time, two side by side, the rule
+def test_lm_step_with_microbatches_equals_whole_batch(lm_batch, unroll):
     g, params = init_model(CFG, jax.random.key(0))
     opt = optax.sgd(0.5)  # parameters then differ exactly as gradients do
     whole, m_whole = _run(make_train_step(g, opt, microbatch_tokens=0), params, lm_batch, opt)
     assert int(m_whole["microbatches"]) == 1
     # 12 tokens per row: 2 rows per microbatch, 4 microbatches.
     for budget in (24,):
-        micro, m_micro = _run(make_train_step(g, opt, microbatch_tokens=budget), params,
-                              lm_batch, opt)
+        micro, m_micro = _run(make_train_step(g, opt, microbatch_tokens=budget, unroll=unroll),
+                              params, lm_batch, opt)
         assert int(m_micro["microbatches"]) == 4  # the accumulation really ran
         assert _max_diff(micro, whole) < 1e-5
         assert abs(float(m_micro["loss"]) - float(m_whole["loss"])) < 1e-6
