@@ -74,7 +74,7 @@ from minirlhf.optim import (OptimConfig, init_train_state, make_optimizer,  # no
                             num_microbatches)
 from minirlhf.parallel import (CPU_DECODE_OPTIONS, check_divisible, data_parallel,  # noqa: E402
                                default_microbatch_tokens, jit_with_cpu_options, make_mesh,
-                               replicate, shard_batch)
+                               microbatches_at_once, replicate, shard_batch, usable_cores)
 from minirlhf.pretrain import LMBatch, make_train_step  # noqa: E402
 from minirlhf.tokenizer import BOS_ID, PAD_ID  # noqa: E402
 from tests.references import naive_generate, naive_generate_scan  # noqa: E402
@@ -115,10 +115,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.cpu_devices is None and os.environ.get("JAX_NUM_CPU_DEVICES"):
         args.cpu_devices = int(os.environ["JAX_NUM_CPU_DEVICES"])
     elif args.cpu_devices is None and args.batch > 0:
-        # The cores this process may run on (taskset, a container's cpuset), not the machine's.
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-            (os.cpu_count() or 1)
-        args.cpu_devices = max(n for n in range(1, cores + 1) if args.batch % n == 0)
+        args.cpu_devices = max(n for n in range(1, usable_cores() + 1) if args.batch % n == 0)
     for name in ("layers", "d_model", "heads", "seq", "batch", "vocab", "steps", "repeats",
                  "gen_repeats", "new_tokens", "prompt_len", "cpu_devices"):
         if getattr(args, name) <= 0:
@@ -148,13 +145,14 @@ def timed(fn, repeats: int) -> list[float]:
 
 
 def setup_jax_train(model_cfg: ModelConfig, args, microbatch_tokens: int = -1,
-                    n_devices: int | None = None):
+                    n_devices: int | None = None, unroll: int | None = None):
     """Compile minirlhf's data-parallel LM train step; return (run, final_loss, info).
 
     `run(n)` takes n steps on a fixed batch of random tokens and returns their wall-clock
     seconds (blocking on the result); info holds the compile time and the model size.
     `microbatch_tokens` as in `LMTrainConfig` (-1: the default `train_lm` uses);
-    `n_devices` as in `make_mesh` (None: all of them, as `train_lm` uses by default).
+    `n_devices` as in `make_mesh` (None: all of them, as `train_lm` uses by default);
+    `unroll` as in `make_train_step` (None: the default, microbatches_at_once).
     """
     mesh = make_mesh(n_devices)
     check_divisible(args.batch, mesh, "--batch")
@@ -162,7 +160,7 @@ def setup_jax_train(model_cfg: ModelConfig, args, microbatch_tokens: int = -1,
     total_steps = 3 + args.steps * args.repeats
     optimizer = make_optimizer(OptimConfig(), total_steps)
     state = init_train_state(params, optimizer)
-    step = data_parallel(make_train_step(graphdef, optimizer, microbatch_tokens), mesh)
+    step = data_parallel(make_train_step(graphdef, optimizer, microbatch_tokens, unroll), mesh)
 
     rng = np.random.default_rng(args.seed)
     tokens = rng.integers(FIRST_CHAR_ID, args.vocab, (args.batch, args.seq), dtype=np.int32)
@@ -191,9 +189,11 @@ def setup_jax_train(model_cfg: ModelConfig, args, microbatch_tokens: int = -1,
 
     local_rows = args.batch // mesh.shape["data"]
     budget = default_microbatch_tokens() if microbatch_tokens < 0 else microbatch_tokens
+    n = num_microbatches(local_rows, args.seq, budget)
+    at_once = microbatches_at_once(mesh.shape["data"]) if unroll is None else unroll
     return run, final_loss, {"compile_s": compile_s, "devices": mesh.shape["data"],
-                             "params": count_params(params),
-                             "microbatches": num_microbatches(local_rows, args.seq, budget)}
+                             "params": count_params(params), "microbatches": n,
+                             "at_once": min(at_once, n)}
 
 
 def setup_torch_train(args):
@@ -210,25 +210,29 @@ def setup_torch_train(args):
     return run, {"threads": torch.get_num_threads(), "torch_version": torch.__version__}
 
 
-def bench_train(model_cfg: ModelConfig, args, with_torch: bool):
-    """Training throughput of JAX (as `train_lm` runs it on all devices, on one device when
-    there are several, and without gradient accumulation) and (optionally) torch, measured
-    in alternation.
+def bench_train(model_cfg: ModelConfig, args, with_torch: bool) -> dict:
+    """Training throughput of JAX and (optionally) torch, measured in alternation.
 
-    Each of `--repeats` rounds times `--steps` steps of each, one after the other, so a
-    change in the machine's load hits all alike; each figure is its median round.
-    Returns (jax figures, jax one-device figures or None, jax whole-batch figures, torch
-    figures or None).
+    The JAX step as `train_lm` runs it on all devices ("jax"); on one device when there are
+    several ("jax_one"); without gradient accumulation ("jax_whole"); and on one device
+    with one microbatch at a time, when it runs them two at once by default
+    ("jax_one_serial"). Each of `--repeats` rounds times `--steps` steps of each, one after
+    the other, so a change in the machine's load hits all alike; each figure is its median
+    round. Returns {name: figures} for those measured, "torch" included when it was.
     """
+    def jax_setup(**options):  # (run, info) of a variant; only the default's loss is checked
+        run, _, info = setup_jax_train(model_cfg, args, **options)
+        return run, info
+
     jax_run, jax_loss, jax_info = setup_jax_train(model_cfg, args)
-    whole_run, _, whole_info = setup_jax_train(model_cfg, args, microbatch_tokens=0)
-    torch_setup = setup_torch_train(args) if with_torch else None
-    runs = {"jax": jax_run, "jax_whole": whole_run}
-    one_info = None
+    setups = {"jax": (jax_run, jax_info), "jax_whole": jax_setup(microbatch_tokens=0)}
     if jax_info["devices"] > 1:
-        runs["jax_one"], _, one_info = setup_jax_train(model_cfg, args, n_devices=1)
-    if torch_setup is not None:
-        runs["torch"] = torch_setup[0]
+        setups["jax_one"] = jax_setup(n_devices=1)
+    if setups.get("jax_one", setups["jax"])[1]["at_once"] > 1:
+        setups["jax_one_serial"] = jax_setup(n_devices=1, unroll=1)
+    if with_torch and (torch_setup := setup_torch_train(args)) is not None:
+        setups["torch"] = torch_setup
+    runs = {name: run for name, (run, _) in setups.items()}
     for run in runs.values():
         run(2)  # warm-up: first executions (allocations, thread pools)
     times = {name: [] for name in runs}
@@ -244,9 +248,7 @@ def bench_train(model_cfg: ModelConfig, args, with_torch: bool):
         return {"tokens_per_s": args.batch * args.seq / step_s, "step_s": step_s,
                 "round_s": times[name], **info}
 
-    torch_res = None if torch_setup is None else figures("torch", torch_setup[1])
-    one = None if one_info is None else figures("jax_one", one_info)
-    return figures("jax", jax_info), one, figures("jax_whole", whole_info), torch_res
+    return {name: figures(name, info) for name, (_, info) in setups.items()}
 
 
 # --- generation --------------------------------------------------------------------------
@@ -403,16 +405,22 @@ def main(argv=None) -> dict:
     print(f"load average (1 min) at start: {load_before:.2f}", flush=True)
 
     print("\n[1/2] training: JAX step and PyTorch baseline, alternating ...", flush=True)
-    train, train_one, whole, torch_res = bench_train(model_cfg, args,
-                                                     with_torch=not args.skip_torch)
+    trained = bench_train(model_cfg, args, with_torch=not args.skip_torch)
+    train, whole, torch_res = trained["jax"], trained["jax_whole"], trained.get("torch")
+    train_one, serial = trained.get("jax_one"), trained.get("jax_one_serial")
     print(f"      JAX   {train['tokens_per_s']:,.0f} tokens/s  "
           f"({train['step_s'] * 1e3:.1f} ms/step on {train['devices']} device(s), "
-          f"{train['microbatches']} microbatches each, "
+          f"{train['microbatches']} microbatches each, {train['at_once']} at once, "
           f"compile {train['compile_s']:.1f} s, {train['params']:,} params)", flush=True)
     if train_one is not None:
         print(f"      JAX   {train_one['tokens_per_s']:,.0f} tokens/s  "
               f"({train_one['step_s'] * 1e3:.1f} ms/step on one device, "
-              f"{train_one['microbatches']} microbatches)", flush=True)
+              f"{train_one['microbatches']} microbatches, {train_one['at_once']} at once)",
+              flush=True)
+    if serial is not None:
+        print(f"      JAX   {serial['tokens_per_s']:,.0f} tokens/s  "
+              f"({serial['step_s'] * 1e3:.1f} ms/step on one device, one microbatch at a "
+              f"time)", flush=True)
     print(f"      JAX   {whole['tokens_per_s']:,.0f} tokens/s  "
           f"({whole['step_s'] * 1e3:.1f} ms/step, the whole batch at once)", flush=True)
     if args.skip_torch:
@@ -441,6 +449,7 @@ def main(argv=None) -> dict:
     one_cell = "" if train_one is None else \
         f"  ({train['devices']} devices; {train_one['tokens_per_s']:,.0f} on one)"
     several = gen["devices"] > 1
+    one = train_one or train  # the step on one device
     rows = [
         ("config", config),
         ("JAX train tokens/s", f"{train['tokens_per_s']:,.0f}{one_cell}"),
@@ -450,6 +459,9 @@ def main(argv=None) -> dict:
         (f"  JAX in {train['microbatches']} microbatches / whole batch at once",
          f"{train['tokens_per_s'] / whole['tokens_per_s']:.2f}x  ({whole['tokens_per_s']:,.0f}"
          f" tokens/s without gradient accumulation)"),
+        *([(f"  JAX on one device, {one['at_once']} microbatches at once / one at a time",
+            f"{one['tokens_per_s'] / serial['tokens_per_s']:.2f}x  "
+            f"({serial['tokens_per_s']:,.0f} tokens/s one at a time)")] if serial else []),
         ("JAX train-step compile time", f"{train['compile_s']:.1f} s"),
         (f"KV-cached generation tokens/s (N={args.new_tokens})",
          f"{gen['kv_tokens_per_s']:,.0f}" + (f"  ({gen['devices']} devices; "
@@ -486,7 +498,8 @@ def main(argv=None) -> dict:
                           "gen_repeats": args.gen_repeats},
                "machine": machine, "load_average": [load_before, load_after],
                "jax_train": train, "jax_train_one_device": train_one,
-               "jax_train_whole_batch": whole, "torch_train": torch_res,
+               "jax_train_whole_batch": whole, "jax_train_one_device_serial": serial,
+               "torch_train": torch_res,
                "ratio_jax_over_torch": ratio, "ratio_jax_one_device_over_torch": ratio_one,
                "generation": gen}
     write_figures(args.json, figures)
