@@ -17,7 +17,8 @@ task's character vocabulary -- learned positions, tied embeddings, MLP ratio 4, 
    AdamW), wrapped by minirlhf.parallel.data_parallel exactly as `train_lm` runs it, on random
    tokens -- with its default gradient accumulation (512-token microbatches on CPU) over all
    devices and over one, and again over the whole batch at once, to show what the
-   accumulation buys. Compilation is timed apart; tokens/s = B * T / step time (median of
+   accumulation buys; on one device, also one microbatch at a time where it runs two side
+   by side by default (`parallel.microbatches_at_once`). Compilation is timed apart; tokens/s = B * T / step time (median of
    rounds).
 2. The same training step in eager PyTorch on CPU (benchmarks/baselines/torch_lm.py), if
    torch is installed, timed in rounds that alternate with the JAX rounds, and the ratio

@@ -8,9 +8,8 @@ handle. Updates use optax directly (no hidden optimiser object).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import operator
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -136,11 +135,13 @@ def accumulate_gradients(loss_fn, params, batch, n: int, unroll: int = 1):
     With `unroll` = k, each iteration of the scan holds k microbatches: their forward and
     backward passes do not depend on each other, so XLA may run them side by side (on
     CPU, on different cores: `parallel.microbatches_at_once`). The sums are added in the
-    same order either way: the result is the same up to float rounding. For the sum to be the whole batch's value, `loss_fn` must
-    return sums over the microbatch's examples, normalised by a constant of the whole batch
-    (e.g. sum of NLLs / number of targets in the batch), never means over the microbatch.
-    Inside `shard_map`, its loss and aux must be the same on every device (psum'd, as the
-    train steps' are): the scan's running total starts as zeros, which are.
+    same order either way: the result is the same up to float rounding.
+
+    For the sum to be the whole batch's value, `loss_fn` must return sums over the
+    microbatch's examples, normalised by a constant of the whole batch (e.g. sum of NLLs /
+    number of targets in the batch), never means over the microbatch. Inside `shard_map`,
+    its loss and aux must be the same on every device (psum'd, as the train steps' are):
+    the scan's running total starts as zeros, which are.
 
     Args:
         loss_fn: (params, microbatch) -> (loss, aux), aux a pytree of arrays.
