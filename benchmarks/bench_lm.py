@@ -76,7 +76,7 @@ from minirlhf.optim import (OptimConfig, init_train_state, make_optimizer,  # no
 from minirlhf.parallel import (CPU_DECODE_OPTIONS, check_divisible, data_parallel,  # noqa: E402
                                default_microbatch_tokens, jit_with_cpu_options, make_mesh,
                                microbatches_at_once, replicate, shard_batch, usable_cores)
-from minirlhf.pretrain import LMBatch, make_train_step  # noqa: E402
+from minirlhf.lm_training import LMBatch, make_train_step  # noqa: E402
 from minirlhf.tokenizer import BOS_ID, PAD_ID  # noqa: E402
 from tests.references import naive_generate, naive_generate_scan  # noqa: E402
 from common import write_figures  # noqa: E402

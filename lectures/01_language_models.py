@@ -62,7 +62,8 @@ from minirlhf.generate import SamplingConfig, filter_logits, generate
 from minirlhf.losses import next_token_loss, next_token_nll
 from minirlhf.model import (ModelConfig, causal_attention_mask, count_params, forward, init_model,
                             positions_from_mask)
-from minirlhf.pretrain import PretrainConfig, lm_data_from_texts, pretrain, trim
+from minirlhf.lm_training import trim
+from minirlhf.pretrain import PretrainConfig, lm_data_from_texts, pretrain
 from minirlhf.sft import SFTConfig, complete, format_rate, sft, sft_data
 from minirlhf.tokenizer import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
 
@@ -620,7 +621,7 @@ print(f"whole lecture: {time.perf_counter() - LECTURE_START:.0f} s; run folders 
 #    strategy adapts to the model's confidence?
 # 7. **The SFT mask.** Fine-tune with a loss mask that also covers the prompt: build the
 #    demonstrations with `sft_data`, set their `loss_mask` to their `mask`, and train with
-#    `minirlhf.pretrain.train_lm` (the loop `sft` itself calls). What does the model learn in
+#    `minirlhf.lm_training.train_lm` (the loop `sft` itself calls). What does the model learn in
 #    addition, what happens to the prompt tokens' loss in the plot above, and does the format
 #    rate change?
 # 8. **Is pre-training needed?** Run SFT from a checkpoint after 1, 50 and 200 pre-training

@@ -9,7 +9,7 @@ P(y_w > y_l) = sigma(r(x, y_w) - r(x, y_l)) (the Bradley-Terry loss in `losses.p
 
     r = scores(graphdef, params, tokens, mask)          # (B,) one number per sequence
 
-The training loop is pretraining's (`pretrain.train_lm`), with this module's step: same
+The training loop is pretraining's (`lm_training.train_lm`), with this module's step: same
 checkpoints, resume, metrics and data parallelism. After training, the scores are
 normalised to mean 0 and std 1 over SFT samples (lm-human-preferences, Ziegler et al.
 2019), so that a KL coefficient in the RL stage keeps its meaning from run to run.
@@ -42,7 +42,7 @@ from minirlhf.model import forward
 from minirlhf.optim import OptimConfig, TrainState, accumulate_gradients, num_microbatches
 from minirlhf.parallel import DATA, default_microbatch_tokens, microbatches_at_once
 from minirlhf.preference_data import Comparison, load_preferences, write_preferences
-from minirlhf.pretrain import LMTrainConfig, train_lm
+from minirlhf.lm_training import LMTrainConfig, train_lm
 from minirlhf.tokenizer import PAD_ID, CharTokenizer
 
 
@@ -163,7 +163,7 @@ def make_reward_step(graphdef, optimizer: optax.GradientTransformation,
     Every comparison of K completions contributes its K(K-1)/2 pairs; each device sums its
     pairs' losses and psums over "data", so N devices compute what one device would. Each
     device does so over microbatches of at most `microbatch_tokens` tokens (whole
-    comparisons of K x T tokens), as `pretrain.make_train_step` does, two of them side by
+    comparisons of K x T tokens), as `lm_training.make_train_step` does, two of them side by
     side on a CPU device with cores to spare (`parallel.microbatches_at_once`).
 
     Args:

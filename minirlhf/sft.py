@@ -22,7 +22,7 @@ from minirlhf.configs import check_positive_ints, to_dict
 from minirlhf.envs import make_task
 from minirlhf.generate import SamplingConfig, generate
 from minirlhf.optim import OptimConfig
-from minirlhf.pretrain import LMBatch, LMTrainConfig, train_lm, trim
+from minirlhf.lm_training import LMBatch, LMTrainConfig, train_lm, trim
 from minirlhf.tokenizer import PAD_ID, CharTokenizer
 
 

@@ -13,7 +13,8 @@ from minirlhf.losses import next_token_nll
 from minirlhf.model import ModelConfig, forward, init_model
 from minirlhf.optim import accumulate_gradients, init_train_state, num_microbatches
 from minirlhf.parallel import data_parallel, make_mesh, replicate, shard_batch
-from minirlhf.pretrain import LMBatch, PretrainConfig, make_train_step
+from minirlhf.lm_training import LMBatch, make_train_step
+from minirlhf.pretrain import PretrainConfig
 from minirlhf.reward_model import PreferenceBatch, make_reward_step
 
 CFG = ModelConfig(max_len=16, d_model=32, n_heads=2, n_layers=1)

@@ -10,7 +10,7 @@ a GELU MLP of width mlp_ratio * D (the tanh approximation, as `jax.nn.gelu` and 
 torch's default `nn.GELU()` is the exact erf form), a final LayerNorm and an LM head tied to the token
 embedding. Training is next-token cross-entropy averaged over target tokens, AdamW
 (decay on matrices only) after global-norm clipping at 1.0 -- the same work per step as
-`minirlhf.pretrain.make_train_step`. It runs eagerly (no torch.compile), as a student's
+`minirlhf.lm_training.make_train_step`. It runs eagerly (no torch.compile), as a student's
 first PyTorch GPT would.
 
 Notation: B batch, T tokens, D model width, H heads, V vocabulary.
