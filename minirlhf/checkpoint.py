@@ -48,12 +48,17 @@ class Checkpointer:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         return step
 
-    def save(self, step: int, params, opt_state, meta: dict) -> None:
-        """Write checkpoint `step` atomically (blocks until it is on disk)."""
+    def save(self, step: int, params, opt_state, meta: dict, **extra) -> None:
+        """Write checkpoint `step` atomically (blocks until it is on disk).
+
+        `extra` items (pytrees of arrays, e.g. a separate critic's parameters) are saved
+        beside the three standard ones; read them back with `restore_item`.
+        """
         self.manager.save(step, args=ocp.args.Composite(
             params=ocp.args.StandardSave(params),
             opt_state=ocp.args.StandardSave(opt_state),
-            meta=ocp.args.JsonSave(meta)))
+            meta=ocp.args.JsonSave(meta),
+            **{name: ocp.args.StandardSave(tree) for name, tree in extra.items()}))
         self.manager.wait_until_finished()
 
     def restore(self, params_like, opt_state_like, step: int | None = None):
@@ -72,6 +77,12 @@ class Checkpointer:
             params=ocp.args.StandardRestore(_abstract(params_like)),
             meta=ocp.args.JsonRestore()))
         return out.params, out.meta
+
+    def restore_item(self, name: str, like, step: int | None = None):
+        """An `extra` item of checkpoint `step` (default: the latest), shaped like `like`."""
+        step = self._step(step)
+        return self.manager.restore(step, args=ocp.args.Composite(
+            **{name: ocp.args.StandardRestore(_abstract(like))}))[name]
 
     def read_meta(self, step: int | None = None) -> dict:
         step = self._step(step)

@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent("""
     from minirlhf.losses import next_token_loss
     from minirlhf.optim import OptimConfig, init_train_state, make_optimizer
     from minirlhf.parallel import make_mesh, data_parallel, shard_batch, replicate
-    from minirlhf.pretrain import LMBatch, make_train_step
+    from minirlhf.lm_training import LMBatch, make_train_step
 
     assert jax.device_count() == 4, jax.devices()
     g, p = init_model(ModelConfig(max_len=16, d_model=32, n_heads=2, n_layers=2),
@@ -187,7 +187,8 @@ RLHF_SCRIPT = textwrap.dedent("""
     task = make_task("reviews")
     tok = CharTokenizer(task.alphabet)
     base = dict(vocab_size=tok.vocab_size, max_len=40, d_model=32, n_heads=2, n_layers=1)
-    g, p = init_model(ModelConfig(**base, value_head=True), jax.random.key(0))
+    g, p = init_model(ModelConfig(**base), jax.random.key(0))
+    cg, cp = init_model(ModelConfig(**base, value_head=True), jax.random.key(3))  # the critic
     rg, rp = init_model(ModelConfig(**base), jax.random.key(0))
     mg, mp = init_model(ModelConfig(**base, scalar_head=True), jax.random.key(1))
     mp["score"]["kernel"] = jax.random.normal(jax.random.key(2), mp["score"]["kernel"].shape)
@@ -198,8 +199,9 @@ RLHF_SCRIPT = textwrap.dedent("""
 
     def run(n):
         mesh = make_mesh(n)
-        it = jax.jit(make_iteration(cfg, g, rg, mg, {"mean": 0.0, "std": 1.0}, opt))
-        state = replicate(RLHFState(TrainState(p, opt.init(p), jnp.int32(0)),
+        it = jax.jit(make_iteration(cfg, g, rg, mg, {"mean": 0.0, "std": 1.0}, opt, cg))
+        params = {"policy": p, "critic": cp}
+        state = replicate(RLHFState(TrainState(params, opt.init(params), jnp.int32(0)),
                                     jnp.float32(cfg.beta)), mesh)
         frozen = replicate(Frozen(rp, mp), mesh)
         out = []
@@ -214,7 +216,8 @@ RLHF_SCRIPT = textwrap.dedent("""
     diff = lambda a, b: max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in
                             zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     print(json.dumps({"d41": diff(s4.train.params, s1.train.params),
-                      "moved": diff(s1.train.params, p), "same_tokens": t4 == t1,
+                      "moved": diff(s1.train.params["policy"], p),
+                      "critic_moved": diff(s1.train.params["critic"], cp), "same_tokens": t4 == t1,
                       "beta4": float(s4.beta), "beta1": float(s1.beta), "m4": m4, "m1": m1}))
 """)
 
@@ -222,7 +225,7 @@ RLHF_SCRIPT = textwrap.dedent("""
 def test_rlhf_iteration_on_four_devices_equals_one_device():
     r = run_script(RLHF_SCRIPT)
     assert r["same_tokens"]  # sampling does not depend on how the batch is sharded
-    assert r["moved"] > 1e-3, r
+    assert r["moved"] > 1e-3 and r["critic_moved"] > 1e-3, r
     assert r["d41"] < 1e-5, r
     assert r["beta4"] == pytest.approx(r["beta1"], rel=1e-6) and r["beta1"] != 0.1
     for k in ("score", "kl", "policy_loss", "value_loss", "clip_fraction"):
