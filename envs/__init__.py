@@ -1,7 +1,8 @@
 """Tasks the agents act in, importable as `minirlhf.envs`.
 
-Text tasks provide a pretraining corpus, prompts and demonstrations (and, in later issues,
-gold rewards and simulated labelers). Look one up by name with `make_task`.
+Text tasks provide a pretraining corpus and prompts, and either demonstrations and a gold
+reward for simulated labelers (`ReviewTask`) or a rule-based verifier (`ArithmeticTask`).
+Look one up by name with `make_task`.
 
 Gym tasks are pure-JAX ports of gymnasium's classic control (CartPole-v1, Acrobot-v1,
 MountainCar-v0, Pendulum-v1) behind the functional interface of `core.JaxEnv`; look one up
@@ -10,6 +11,7 @@ with `make_env`. Importing this package also registers them with gymnasium as
 """
 
 from minirlhf.envs.acrobot import Acrobot, AcrobotParams, AcrobotState
+from minirlhf.envs.arithmetic import ArithmeticTask
 from minirlhf.envs.cartpole import CartPole, CartPoleParams, CartPoleState
 from minirlhf.envs.core import AutoReset, AutoResetState, JaxEnv
 from minirlhf.envs.gym_adapter import JaxGymEnv, register_envs
@@ -17,7 +19,7 @@ from minirlhf.envs.mountain_car import MountainCar, MountainCarParams, MountainC
 from minirlhf.envs.pendulum import Pendulum, PendulumParams, PendulumState
 from minirlhf.envs.reviews import ReviewTask
 
-TASKS = {"reviews": ReviewTask}
+TASKS = {"reviews": ReviewTask, "arithmetic": ArithmeticTask}
 
 GYM_TASKS = {
     "CartPole-v1": CartPole,
@@ -46,7 +48,7 @@ def make_env(name: str) -> JaxEnv:
 
 register_envs()
 
-__all__ = ["ReviewTask", "TASKS", "make_task", "GYM_TASKS", "make_env", "register_envs",
+__all__ = ["ReviewTask", "ArithmeticTask", "TASKS", "make_task", "GYM_TASKS", "make_env", "register_envs",
            "JaxEnv", "JaxGymEnv", "AutoReset", "AutoResetState",
            "CartPole", "CartPoleParams", "CartPoleState", "Acrobot", "AcrobotParams",
            "AcrobotState", "MountainCar", "MountainCarParams", "MountainCarState",
