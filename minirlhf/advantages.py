@@ -97,3 +97,73 @@ def discounted_returns(rewards: jax.Array, done: jax.Array, gamma: float,
     _, returns = jax.lax.scan(step, init, (jnp.asarray(rewards, jnp.float32),
                                            jnp.asarray(done, jnp.float32)), reverse=True)
     return returns
+
+
+# --- group-relative advantages (GRPO and its relatives) ----------------------------------
+#
+# No critic: each prompt gets a group of G responses, and a response's advantage is its
+# reward compared with its group's (deck "Large Language Models and RL from Human Feedback",
+# slide "Group Relative Policy Optimization (GRPO)", step 3: "compute relative advantage").
+
+GROUP_ADVANTAGES = ("grpo", "dr_grpo", "rloo")
+
+
+def flat_groups(rewards: jax.Array, std_floor: float) -> jax.Array:
+    """Which groups carry no signal: their rewards' standard deviation is below `std_floor`.
+
+    A group whose G responses all scored the same (all right, or all wrong) gives every
+    response advantage 0, hence no gradient; so does one whose rewards differ only by float
+    rounding (e.g. a reward model's scores of near-identical responses), which a std
+    division would otherwise inflate into advantages of +-1.
+
+    Args:
+        rewards: (B, G) the rewards of G responses to each of B prompts.
+        std_floor: the smallest standard deviation that counts as a difference, >= 0.
+    Returns:
+        (B,) bool.
+    """
+    chex.assert_rank(rewards, 2)
+    rewards = jnp.asarray(rewards, jnp.float32)
+    spread = jnp.max(rewards, axis=1) - jnp.min(rewards, axis=1)
+    return (spread == 0) | (jnp.std(rewards, axis=1, ddof=1) < std_floor)
+
+
+def group_advantages(rewards: jax.Array, kind: str = "grpo",
+                     std_floor: float = 1e-3) -> jax.Array:
+    """Advantages of G responses per prompt from their rewards alone.
+
+        grpo     A_i = (r_i - mean(r)) / std(r)       (Shao et al. 2024, sec. 4.1.2)
+        dr_grpo  A_i =  r_i - mean(r)                 (Liu et al. 2025: the std division
+                                                       favours easy and hard prompts, whose
+                                                       groups vary little)
+        rloo     A_i =  r_i - mean_{j != i} r_j       (Ahmadian et al. 2024; Kool et al.
+                                                       2019) = G / (G - 1) (r_i - mean(r))
+
+    mean and std are over the group; std is the sample standard deviation (divisor G - 1,
+    as torch.std and TRL compute it). The leave-one-out baseline of RLOO does not depend on
+    r_i, so the policy gradient it gives is unbiased; the plain group mean contains r_i and
+    shrinks the gradient by (G - 1) / G. A group in `flat_groups` gets advantage 0 exactly.
+
+    Args:
+        rewards: (B, G) rewards; G >= 2.
+        kind: "grpo", "dr_grpo" or "rloo".
+        std_floor: groups whose reward std is below this count as flat (`flat_groups`).
+    Returns:
+        (B, G) float32 advantages.
+    """
+    chex.assert_rank(rewards, 2)
+    G = rewards.shape[1]
+    if G < 2:
+        raise ValueError(f"group advantages need G >= 2 responses per prompt, got G={G}")
+    if kind not in GROUP_ADVANTAGES:
+        raise ValueError(f"unknown group advantage {kind!r}; expected one of {GROUP_ADVANTAGES}")
+    r = jnp.asarray(rewards, jnp.float32)
+    centred = r - jnp.mean(r, axis=1, keepdims=True)
+    if kind == "grpo":
+        std = jnp.std(r, axis=1, keepdims=True, ddof=1)
+        adv = centred / jnp.maximum(std, std_floor)
+    elif kind == "dr_grpo":
+        adv = centred
+    else:
+        adv = centred * G / (G - 1)
+    return jnp.where(flat_groups(r, std_floor)[:, None], 0.0, adv)

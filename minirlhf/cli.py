@@ -7,6 +7,7 @@
     minirlhf preferences --init runs/sft --out prefs.jsonl [--n 1000] [--k 2] [--target_agreement 0.7]
     minirlhf reward   --init runs/sft [--preferences prefs.jsonl] [--out runs/reward] [--steps 400 ...]
     minirlhf rlhf     --init runs/sft --reward runs/reward [--out runs/rlhf] [--beta 0.05 ...]
+    minirlhf grpo     [--task arithmetic] [--init runs/base] [--out runs/grpo] [--beta 0.04 ...]
     minirlhf ppo      [--preset cartpole] [--env Pendulum-v1] [--num_seeds 4 ...]
     minirlhf ppo-eval --run runs/ppo [--episodes 10] [--video ep.gif] [--filmstrip ep.png]
 
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="minirlhf", description="RLHF from scratch in JAX: pretraining, SFT, preferences, "
-        "reward models, PPO.")
+        "reward models, PPO, GRPO.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pipeline", help="the main job: pretrain -> SFT -> preferences -> reward model -> PPO",
@@ -80,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="starting configuration; 'tiny' finishes in well under a minute, "
                         "'hacking' runs PPO without a KL penalty (reward hacking)")
     add_config_options(p, PipelineConfig, skip={"sft.init", "reward.init", "reward.preferences",
-                                                "rlhf.init", "rlhf.reward"})
+                                                "rlhf.init", "rlhf.reward", "grpo.init",
+                                                "grpo.reward"})
     p.add_argument("--stop_after", default=None, choices=STAGES,
                    help="stop once this stage is done (a re-run carries on from there)")
 
@@ -121,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rlhf", help="PPO on a language model against a reward model")
     p.add_argument("--out", default="runs/rlhf", help="run folder")
     add_config_options(p, RLHFConfig)
+
+    from minirlhf.r1_zero import R1ZeroConfig
+
+    p = sub.add_parser("grpo", help="R1-Zero: pretrain a base model, then GRPO with a "
+                       "rule-based reward (answer and format) on a verifiable task")
+    p.add_argument("--out", default="runs/grpo", help="folder for the whole run")
+    p.add_argument("--stop_after", type=int, default=None,
+                   help="stop GRPO after this many iterations (a re-run carries on)")
+    add_config_options(p, R1ZeroConfig, skip={"reward", "pretrain.task"})
 
     from minirlhf.ppo import PPOConfig
     from minirlhf.ppo import PRESETS as PPO_PRESETS
@@ -169,6 +180,10 @@ def _run(args) -> int:
 
         cfg = config_from_args(preset(args.preset), args)
         run_pipeline(cfg, args.out, stop_after=args.stop_after)
+    elif args.command == "grpo":
+        from minirlhf.r1_zero import R1ZeroConfig, run_r1_zero
+
+        run_r1_zero(config_from_args(R1ZeroConfig(), args), args.out, stop_after=args.stop_after)
     elif args.command == "pretrain":
         cfg = config_from_args(PretrainConfig(), args)
         _, _, _, hist = pretrain(cfg, args.out)

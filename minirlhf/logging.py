@@ -76,6 +76,11 @@ def progress(total: int, desc: str, initial: int = 0, disable: bool | None = Non
                 leave=True)
 
 
+def say(text: str) -> None:
+    """Print a line without breaking an open progress bar (tqdm.write)."""
+    tqdm.write(text)
+
+
 def plot_curves(records: list[dict], keys: list[str], path: str | Path, title: str = "") -> None:
     """Plot each metric in `keys` against step (skipping records without it) into a PNG."""
     fig = Figure(figsize=(6, 4))

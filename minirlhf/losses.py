@@ -64,18 +64,44 @@ def _mask(x: jax.Array, mask: jax.Array | None) -> jax.Array:
     return jnp.ones(x.shape, bool) if mask is None else mask
 
 
-def clipped_surrogate_loss(logp: jax.Array, old_logp: jax.Array, advantages: jax.Array,
-                           clip_eps: float, mask: jax.Array | None = None) -> jax.Array:
-    """PPO's clipped surrogate objective, negated to be minimised (Schulman et al. 2017, eq. 7).
+def clipped_surrogate(logp: jax.Array, old_logp: jax.Array, advantages: jax.Array,
+                      clip_eps: float, clip_eps_high: float | None = None) -> jax.Array:
+    """PPO's clipped surrogate objective per entry (to be maximised; Schulman et al. 2017, eq. 7).
 
         rho_t = pi(a_t|s_t) / pi_old(a_t|s_t) = exp(logp - old_logp)
-        L     = -mean_t min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps) A_t)
+        s_t   = min(rho_t A_t, clip(rho_t, 1 - eps_low, 1 + eps_high) A_t)
 
     The min makes it a pessimistic bound: once the ratio has moved past 1 + eps in the
     direction the advantage favours (above for A > 0, below 1 - eps for A < 0), the clipped
     term is the smaller one, it does not depend on the parameters, and the gradient is
     zero -- the policy gains nothing by moving further from the one that collected the data.
     In the unfavourable direction the unclipped term stays, so a bad move is always undone.
+
+    A larger eps_high than eps_low is DAPO's "clip-higher" (Yu et al. 2025): a token the
+    old policy thought unlikely can gain more probability before the clip stops it, which
+    keeps exploration (entropy) alive; PPO uses one epsilon for both.
+
+    Args:
+        logp: (...) log pi(a_t|s_t) under the current parameters (differentiated).
+        old_logp: (...) log pi_old(a_t|s_t) recorded at collection time (a constant).
+        advantages: (...) A_t (a constant), broadcastable to logp (e.g. (B, 1) per sequence).
+        clip_eps: eps_low (and eps_high unless given), e.g. 0.2.
+        clip_eps_high: eps_high; None means clip_eps.
+    Returns:
+        (...) s_t.
+    """
+    chex.assert_equal_shape([logp, old_logp])
+    high = clip_eps if clip_eps_high is None else clip_eps_high
+    ratio = jnp.exp(logp - old_logp)
+    return jnp.minimum(ratio * advantages, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + high) * advantages)
+
+
+def clipped_surrogate_loss(logp: jax.Array, old_logp: jax.Array, advantages: jax.Array,
+                           clip_eps: float, mask: jax.Array | None = None) -> jax.Array:
+    """PPO's loss: the clipped surrogate (`clipped_surrogate`) averaged over the entries
+    that count, negated to be minimised:
+
+        L = -mean_t min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps) A_t)
 
     Args:
         logp: (...) log pi(a_t|s_t) under the current parameters (differentiated).
@@ -87,10 +113,8 @@ def clipped_surrogate_loss(logp: jax.Array, old_logp: jax.Array, advantages: jax
         scalar loss.
     """
     chex.assert_equal_shape([logp, old_logp, advantages])
-    ratio = jnp.exp(logp - old_logp)
-    unclipped = ratio * advantages
-    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
-    return -masked_mean(jnp.minimum(unclipped, clipped), _mask(logp, mask))
+    return -masked_mean(clipped_surrogate(logp, old_logp, advantages, clip_eps),
+                        _mask(logp, mask))
 
 
 def value_loss(values: jax.Array, returns: jax.Array,
@@ -130,6 +154,97 @@ def clip_fraction(logp: jax.Array, old_logp: jax.Array, clip_eps: float,
     """The fraction of entries whose ratio left [1 - eps, 1 + eps] (a diagnostic)."""
     outside = jnp.abs(jnp.exp(logp - old_logp) - 1.0) > clip_eps
     return masked_mean(outside.astype(jnp.float32), _mask(logp, mask))
+
+
+# --- GRPO (Shao et al. 2024, DeepSeekMath; DeepSeek-R1) -------------------------------------
+#
+# One scalar advantage per response (its group-normalised reward, advantages.py), the same
+# clipped surrogate as PPO at every response token, and the KL to the reference *in the
+# loss* rather than in the reward. What differs between GRPO and its successors is mostly
+# how the per-token terms are averaged (`aggregate`).
+
+AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
+
+
+def aggregate(per_token: jax.Array, mask: jax.Array, how: str,
+              max_tokens: int | None = None) -> jax.Array:
+    """Average per-token terms l_{i,t} over a batch of responses, three ways.
+
+        sequence_mean  (GRPO, Shao et al. 2024, eq. 3):  1/B sum_i 1/|o_i| sum_t l_{i,t}
+        token_mean     (DAPO, Yu et al. 2025, eq. 8):    1/sum_i |o_i|  sum_i sum_t l_{i,t}
+        constant       (Dr. GRPO, Liu et al. 2025):      1/B sum_i 1/N   sum_t l_{i,t}
+
+    With sequence_mean every response weighs the same whatever its length, so each token of
+    a long response weighs less: a long wrong answer is penalised less per token than a short
+    one, and a short right answer rewarded more -- a bias towards short right and long wrong
+    responses that Dr. GRPO measured as responses growing longer where they are wrong.
+    token_mean weighs every token the same (within the batch); constant divides by the
+    budget N = max_tokens, the same for every response and every batch, so the loss is the
+    plain sum over tokens and no length gets a different weight per token.
+
+    B counts only the responses that have a token in `mask` (a response masked out whole,
+    e.g. from a zero-variance group, is not one of them).
+
+    Args:
+        per_token: (B, N) the per-token terms.
+        mask: (B, N) bool, the tokens that count.
+        how: one of AGGREGATIONS.
+        max_tokens: N for "constant" (default: per_token.shape[1]).
+    Returns:
+        scalar.
+    """
+    chex.assert_equal_shape([per_token, mask])
+    x = jnp.where(mask, per_token, 0.0)
+    lengths = jnp.sum(mask, axis=1)  # (B,) |o_i|
+    responses = jnp.maximum(jnp.sum(lengths > 0), 1)
+    if how == "sequence_mean":
+        return jnp.sum(jnp.sum(x, axis=1) / jnp.maximum(lengths, 1)) / responses
+    if how == "token_mean":
+        return jnp.sum(x) / jnp.maximum(jnp.sum(lengths), 1)
+    if how == "constant":
+        n = per_token.shape[1] if max_tokens is None else max_tokens
+        return jnp.sum(x) / (responses * n)
+    raise ValueError(f"unknown aggregation {how!r}; expected one of {AGGREGATIONS}")
+
+
+def grpo_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array,
+              advantages: jax.Array, mask: jax.Array, clip_eps: float,
+              clip_eps_high: float | None = None, beta: float = 0.0,
+              aggregation: str = "sequence_mean", max_tokens: int | None = None) -> jax.Array:
+    """The GRPO objective, negated to be minimised (Shao et al. 2024, eq. 3; DeepSeek-R1):
+
+        l_{i,t} = min(rho_{i,t} A_i, clip(rho_{i,t}, 1 - eps_low, 1 + eps_high) A_i)
+                  - beta * k3_{i,t}
+        k3_{i,t} = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1      (>= 0)
+        L = -aggregate(l)
+
+    rho_{i,t} = pi_theta(o_{i,t}|q, o_{i,<t}) / pi_old(...), with pi_old the policy that
+    sampled the group (mu in the paper's notation for its several updates per batch).
+    A_i is the response's group-relative advantage, the same at all its tokens: GRPO has no
+    critic to tell the tokens apart. The KL to the reference is a term of the loss,
+    estimated per token with k3 (Schulman 2020): unbiased and never negative -- unlike PPO-
+    RLHF, which subtracts beta * KL from the reward (rollout.py). beta = 0 drops it (DAPO,
+    Dr. GRPO).
+
+    Args:
+        logp: (B, N) log pi_theta of the response tokens (differentiated).
+        old_logp: (B, N) log pi_old, recorded when sampling (a constant).
+        ref_logp: (B, N) log pi_ref under the frozen reference (a constant).
+        advantages: (B,) A_i per response.
+        mask: (B, N) bool, the tokens that count.
+        clip_eps, clip_eps_high: eps_low and eps_high (None: eps_high = eps_low).
+        beta: the KL coefficient, >= 0.
+        aggregation: "sequence_mean", "token_mean" or "constant" (`aggregate`).
+        max_tokens: N for the "constant" aggregation (default: N of the arrays).
+    Returns:
+        scalar loss.
+    """
+    chex.assert_equal_shape([logp, old_logp, ref_logp, mask])
+    chex.assert_shape(advantages, (logp.shape[0],))
+    per_token = clipped_surrogate(logp, old_logp, advantages[:, None], clip_eps, clip_eps_high)
+    if beta:
+        per_token = per_token - beta * kl_estimate(logp, ref_logp, "k3")
+    return -aggregate(per_token, mask, aggregation, max_tokens)
 
 
 # --- preferences: Bradley-Terry (Christiano et al. 2017, eq. 1) ----------------------------
