@@ -44,7 +44,7 @@
 # | 1 | the whole recipe in two minutes: SFT vs. best-of-n vs. PPO | `minirlhf/pipeline.py` |
 # | 2 | the language model as a token MDP: one rollout, token by token | `minirlhf/rollout.py` |
 # | 3 | KL shaping: the per-token penalty, three KL estimators, and why the penalty is there | `minirlhf/rollout.py`, `minirlhf/distributions.py` |
-# | 4 | PPO on a language model: what is reused from lecture 2, the value head, diagnostics | `minirlhf/rlhf.py`, `minirlhf/ppo.py`, `minirlhf/losses.py` |
+# | 4 | PPO on a language model: what is reused from lecture 2, the critic, diagnostics | `minirlhf/rlhf.py`, `minirlhf/ppo.py`, `minirlhf/losses.py` |
 # | 5 | adaptive KL control | `minirlhf/rlhf.py` |
 # | 6 | best-of-n: a reward model without RL | `minirlhf/rlhf.py` |
 # | 7 | reward hacking, shown: the same run without the KL penalty | `minirlhf/rlhf.py` |
@@ -81,8 +81,8 @@ from minirlhf.logging import read_metrics
 from minirlhf.pipeline import PRESETS, preset, run_pipeline, stage_configs
 from minirlhf.reward_model import load_reward_model
 from minirlhf.rlhf import (AdaptiveKLController, Evaluator, Frozen, best_of_n_kl, kl_controller,
-                           lm_ppo_loss, load_models, train_rlhf)
-from minirlhf.rollout import kl_shaped_rewards, rollout, token_gae
+                           lm_ppo_loss, load_critic, load_models, train_rlhf)
+from minirlhf.rollout import kl_shaped_rewards, response_outputs, rollout, token_gae
 from minirlhf.tokenizer import EOS_ID
 
 # %matplotlib inline
@@ -115,7 +115,9 @@ for name, value in PRESETS["small"].items():
     print(f"   {name:<32} {value}")
 
 # %% [markdown]
-# The next cell is the long one (about two minutes on 2 cores). When it finishes it prints its
+# The next cell is the long one (about two minutes on 2 cores). The pipeline's sixth stage,
+# GRPO on the same reward model, is lecture 5's subject, so we leave it out here
+# (`grpo_stage=False`). When it finishes it prints its
 # summary: the pretraining and SFT losses, the reward model's accuracy, and a table that
 # compares three ways of answering the same held-out prompts (`rlhf.n_eval` of them):
 #
@@ -135,7 +137,7 @@ for name, value in PRESETS["small"].items():
 # %%
 out = work / "small"
 start = time.perf_counter()
-summary = run_pipeline(preset("small"), out)
+summary = run_pipeline(dataclasses.replace(preset("small"), grpo_stage=False), out)
 print(f"\npipeline: {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
@@ -165,8 +167,9 @@ display(Image(filename=str(out / "ppo" / "gold_vs_score.png")))
 
 # %%
 rlhf_cfg = stage_configs(preset("small"), out).rlhf
-for name in ("iterations", "batch_size", "beta", "kl_control", "lr", "gamma", "gae_lambda",
-             "clip_eps", "vf_coef", "update_epochs", "num_minibatches", "n_eval", "best_of_n"):
+for name in ("iterations", "batch_size", "beta", "kl_control", "lr", "critic", "value_lr",
+             "gamma", "gae_lambda", "clip_eps", "vf_coef", "update_epochs", "num_minibatches",
+             "n_eval", "best_of_n"):
     print(f"   {name:<16} {getattr(rlhf_cfg, name)}")
 print(f"   rollout          {rlhf_cfg.rollout}")
 print(f"   init             {rlhf_cfg.init}\n   reward           {rlhf_cfg.reward}")
@@ -199,27 +202,29 @@ print(f"   init             {rlhf_cfg.init}\n   reward           {rlhf_cfg.rewar
 #    temperature 1 and with no top-k/top-p: PPO's ratio $\pi_\theta / \pi_{\theta_{old}}$ is only
 #    right if the data come from $\pi_{\theta_{old}}$ itself;
 # 2. runs one full forward of the policy over prompt + response (`response_outputs`), and
-#    reads off $\log\pi_\theta(a_t \mid s_t)$ and the value $V(s_t)$ at the position *before* each
-#    token; the same for the frozen reference $\pi_0$ (the SFT model);
+#    reads off $\log\pi_\theta(a_t \mid s_t)$ at the position *before* each token; the same for
+#    the frozen reference $\pi_0$ (the SFT model); the critic, a separate transformer (section
+#    4), reads its value $V(s_t)$ at the same positions;
 # 3. scores BOS + prompt + response with the reward model;
 # 4. turns all of it into per-token rewards (`kl_shaped_rewards`, section 3).
 #
-# We load the three models from the pipeline's run folders: the policy PPO trained (the SFT
-# transformer with a value head), the reference $\pi_0$, and the reward model. `load_models`
-# is what `train_rlhf` calls: it returns the *initial* policy (SFT plus a fresh value head), the
-# reference and the reward model, and `load_model` reads the trained policy of `ppo/`, which
-# has the same architecture.
+# We load the models from the pipeline's run folders: the policy PPO trained, the reference
+# $\pi_0$, the reward model and the critic. `load_models` is what `train_rlhf` calls: it
+# returns the *initial* policy (the SFT model), the reference, the reward model and the
+# initial critic; `load_model` reads the trained policy of `ppo/` and `load_critic` the
+# trained critic.
 
 # %%
-(policy_graphdef, sft_params_v, tokenizer, sft_meta), (ref_graphdef, ref_params), \
-    (rm_graphdef, rm_params, rm_meta) = load_models(rlhf_cfg)
+(policy_graphdef, sft_params, tokenizer, sft_meta), (ref_graphdef, ref_params), \
+    (rm_graphdef, rm_params, rm_meta), (critic_graphdef, critic_init) = load_models(rlhf_cfg)
 _, ppo_params, _, ppo_meta = load_model(out / "ppo")
+_, critic_params = load_critic(out / "ppo")
 _, _, _, _, reward_fn = load_reward_model(out / "reward")  # normalised scores, jittable
 # Host (NumPy) copies, like the parameters train_rlhf returns: then one compilation of
 # `respond` below serves every policy of this lecture (jit also keys on where arrays live).
-sft_params_v, ppo_params = jax.device_get((sft_params_v, ppo_params))
-print("policy has a value head:", ppo_meta["model"]["value_head"],
-      "| iterations trained:", ppo_meta["iteration"], "| final beta:", ppo_meta["beta"])
+sft_params, ppo_params = jax.device_get((sft_params, ppo_params))
+print("critic:", ppo_meta["config"]["critic"], "| iterations trained:", ppo_meta["iteration"],
+      "| final beta:", ppo_meta["beta"])
 
 P = 1 + task.max_prompt_chars  # BOS + the longest prompt
 prompts = task.prompts(8, seed=2024)
@@ -234,7 +239,14 @@ def respond(params, key):
                    prompt_mask, key, rlhf_cfg.rollout, beta)
 
 
+@jax.jit
+def values_of(critic, tokens, mask):
+    """The critic's V(s_t) at every response token, (B, N)."""
+    return response_outputs(critic_graphdef, critic, prompt, prompt_mask, tokens, mask).values
+
+
 ro = jax.device_get(respond(ppo_params, jax.random.key(4)))
+ro = ro.replace(values=np.asarray(values_of(critic_params, ro.tokens, ro.mask)))
 for field in dataclasses.fields(ro):
     print(f"   {field.name:<13} {getattr(ro, field.name).shape}")
 
@@ -243,7 +255,7 @@ for field in dataclasses.fields(ro):
 # every response starts at the same column), $N$ response tokens. Here is one episode, token by
 # token: the action $a_t$, its log-probability under the policy and under the reference, the
 # per-token KL estimate $\mathrm{kl}_t = \log\pi_\theta(a_t|s_t) - \log\pi_0(a_t|s_t)$, the
-# value head's $V(s_t)$, and the shaped reward $r_t$ (section 3).
+# critic's $V(s_t)$, and the shaped reward $r_t$ (section 3).
 
 # %%
 i = 0
@@ -269,7 +281,7 @@ assert abs(shaped - expected) < 1e-4
 #
 # * **The reward arrives once**, at the last token (EOS, if the response finished); every other
 #   token only carries the small KL term. This is the credit-assignment problem of the token
-#   MDP: which of the few dozen characters earned the score? The value head's job (section 4)
+#   MDP: which of the few dozen characters earned the score? The critic's job (section 4)
 #   is to predict, from each prefix, the score still to come.
 # * **$\mathrm{kl}_t$ has both signs.** It is a *sample* of a KL, not a KL: where the policy chose
 #   a token that it now likes less than the SFT model did, the log-ratio is negative and the
@@ -457,10 +469,10 @@ plt.show()
 #
 # 1. `rollout`: $B$ = `batch_size` prompts, one response each, KL-shaped rewards (sections 2, 3);
 # 2. `token_gae`: GAE over each response, through the very same `advantages.gae` as CartPole,
-#    with $\gamma = 1$ (a response's score counts fully at every one of its tokens), $\lambda = 1$
-#    (below, why) and the episode *terminated* at its last token, truncated or not: once the
-#    reward model has scored the response, nothing follows, so there is nothing to bootstrap
-#    (unlike a gym time limit, lecture 2, section 8);
+#    with $\gamma = 1$ (a response's score counts fully at every one of its tokens),
+#    $\lambda = 0.95$ (below, why) and the episode *terminated* at its last token, truncated or
+#    not: once the reward model has scored the response, nothing follows, so there is nothing
+#    to bootstrap (unlike a gym time limit, lecture 2, section 8);
 # 3. advantages whitened over the batch's response tokens;
 # 4. `ppo.make_update`, unchanged: `update_epochs` passes over shuffled minibatches, each a
 #    gradient step on `lm_ppo_loss`, which is lecture 2's `clipped_surrogate_loss` and
@@ -474,41 +486,52 @@ plt.show()
 print(inspect.getsource(lm_ppo_loss))
 
 # %% [markdown]
-# **The critic is a value head on the policy's own transformer** (`ModelConfig.value_head`:
-# a linear layer from the last hidden state to one number per position, initialised to zero
-# by `load_with_heads`), as in OpenAI's lm-human-preferences and TRL: one forward gives both
-# the logits and the values, half the compute of a separate critic. The price is that the
-# value loss's gradients also move the policy's backbone, so `vf_coef` (0.1) keeps them small.
-# The value head starts at zero, so in the first iterations GAE has only the rewards to go on.
+# **The critic is a second transformer, initialised from the reward model**
+# (`RLHFConfig.critic = "reward_model"`; InstructGPT: "we initialize the value function from
+# the RM"). A value function answers "what will this response score?" from a prefix; the
+# reward model answers the same question from a whole response, so it is where a critic
+# should start. `critic_from_reward_model` copies the reward model's transformer and turns
+# its score head, read at the last token, into a value head read at *every* token, with the
+# reward model's normalisation folded in: at the end of a response $V$ is the normalised score
+# the reward model will give; on a prefix it is the reward model's guess from what is there,
+# from inputs it was never trained on, which the critic's own optimiser (learning rate
+# `value_lr`) corrects within a few iterations. The other design, `critic="shared"` (OpenAI's
+# lm-human-preferences, TRL's value-head models), puts a zero-initialised value head on the
+# policy's own transformer: one forward pass gives both logits and values, a third less time
+# per iteration here, but on features trained to predict the next character it learned almost
+# nothing (explained variance near 0 for all of the default run's 60 iterations; exercise 9).
 #
-# **Credit assignment, and why $\lambda = 1$.** GAE (lecture 2, section 2) sums TD errors,
+# **Credit assignment, and $\lambda$.** GAE (lecture 2, section 2) sums TD errors,
 # $A_t = \sum_{l \ge 0} (\gamma\lambda)^l \delta_{t+l}$ with
 # $\delta_t = r_t + \gamma V(s_{t+1}) - V(s_t)$. With $\gamma = 1$ the return from token $t$ is
 # the reward still to come, $G_t = \sum_{t' \ge t} r_{t'} = r_\phi(x, y) -
 # \beta\sum_{t' \ge t}\mathrm{kl}_{t'}$, and:
 #
 # * at $\lambda = 1$ the sum telescopes to $A_t = G_t - V(s_t)$, the Monte-Carlo return minus
-#   the value baseline: **every token gets the whole final score**, whatever the value head
-#   says (a baseline shifts the advantage, it does not bias the gradient);
-# * at $\lambda < 1$ the advantage leans on the value head's predictions instead of the
-#   distant reward. With a good head that cuts variance (lecture 2's bias-variance trade);
-#   with a head that knows nothing, $V \approx 0$ as in the first iterations, it is
-#   $A_t \approx \sum_l \lambda^l r_{t+l}$, and the score, which arrives at the last token $T$,
-#   reaches token $t$ with weight $\lambda^{T-t}$: $0.95^{40} \approx 0.13$ at the start of a
-#   40-character response. The first characters after "the pizza was", the ones that decide
-#   the sentiment, get the least credit.
+#   the value baseline: **every token gets the whole final score**, whatever the critic says
+#   (a baseline shifts the advantage, it does not bias the gradient), and with it all the
+#   noise of the other tokens' choices;
+# * at $\lambda < 1$ the advantage leans on the critic instead of the distant reward. With a
+#   critic that knows something, $\delta_t \approx V(s_{t+1}) - V(s_t)$ is the change in its
+#   forecast that token $a_t$ caused: the word "awful" gets the blame for the drop it causes,
+#   at once, not through 40 more tokens of noise (lecture 2's bias-variance trade). With a
+#   critic that knows nothing, $V \approx 0$, it is $A_t \approx \sum_l \lambda^l r_{t+l}$, and
+#   the score, which arrives at the last token $T$, reaches token $t$ with weight
+#   $\lambda^{T-t}$: $0.95^{40} \approx 0.13$ at the start of a 40-character response. The
+#   first characters after "the pizza was", the ones that decide the sentiment, get the least
+#   credit.
 #
-# That is why `RLHFConfig.gae_lambda` defaults to 1 (its docstring: at 0.95, PPO's gain in gold
-# reward on the default run was half as large). On section 2's episode, the advantages at
-# $\lambda = 1$ and at $\lambda = 0.95$ (the earlier default), with the trained value head
-# (left) and with the zero head that PPO starts from (right):
+# So $\lambda < 1$ is only as good as the critic, and InstructGPT's $\lambda = 0.95$ is the
+# default here because the critic starts from the reward model. On section 2's episode, the
+# advantages at $\lambda = 1$ and at $\lambda = 0.95$ with the trained critic (left), and with
+# the zero value head a shared critic starts from (right):
 
 # %%
-LAM_OLD = 0.95
-zero_values = np.zeros_like(ro.values)  # the fresh value head of iteration 0
+LAM = 0.95
+zero_values = np.zeros_like(ro.values)  # a fresh shared value head
 adv = {(lam, head): np.asarray(jax.device_get(token_gae(ro.rewards, v, ro.mask, rlhf_cfg.gamma,
                                                         lam)[0]))[i, :n]
-       for lam in (1.0, LAM_OLD) for head, v in (("trained", ro.values), ("zero", zero_values))}
+       for lam in (1.0, LAM) for head, v in (("trained", ro.values), ("zero", zero_values))}
 reward_to_go = np.cumsum(ro.rewards[i, :n][::-1])[::-1]  # G_t
 assert np.allclose(adv[1.0, "trained"], reward_to_go - ro.values[i, :n], atol=1e-4)  # G_t - V
 assert np.allclose(adv[1.0, "zero"], reward_to_go, atol=1e-4)  # no baseline: G_t itself
@@ -517,16 +540,16 @@ ts = np.arange(n)
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 3.8), sharey=True)
 ax1.plot(ts, ro.rewards[i, :n], "o-", ms=3, color="C0", label="r_t (shaped reward)")
 ax1.plot(ts, reward_to_go, color="C1", label="return G_t (γ = 1)")
-ax1.plot(ts, ro.values[i, :n], color="C2", label="V(s_t), the trained value head")
+ax1.plot(ts, ro.values[i, :n], color="C2", label="V(s_t), the trained critic")
 ax1.plot(ts, adv[1.0, "trained"], "--", color="C3", label="advantage, λ = 1  (= G_t - V(s_t))")
-ax1.plot(ts, adv[LAM_OLD, "trained"], ":", color="C4", label=f"advantage, λ = {LAM_OLD}")
-ax1.set_title(f"value head after {ppo_meta['iteration']} PPO iterations", fontsize=9)
+ax1.plot(ts, adv[LAM, "trained"], ":", color="C4", label=f"advantage, λ = {LAM}")
+ax1.set_title(f"critic after {ppo_meta['iteration']} PPO iterations", fontsize=9)
 ax2.plot(ts, ro.rewards[i, :n], "o-", ms=3, color="C0", label="r_t (shaped reward)")
 ax2.plot(ts, adv[1.0, "zero"], "--", color="C3", label="advantage, λ = 1  (= G_t)")
-ax2.plot(ts, adv[LAM_OLD, "zero"], ":", color="C4", label=f"advantage, λ = {LAM_OLD}")
-ax2.plot(ts, LAM_OLD ** (n - 1 - ts) * ro.score[i], color="gray", lw=0.8,
-         label=f"{LAM_OLD}^(T-t) × score")
-ax2.set_title("zero value head (PPO's first iteration)", fontsize=9)
+ax2.plot(ts, adv[LAM, "zero"], ":", color="C4", label=f"advantage, λ = {LAM}")
+ax2.plot(ts, LAM ** (n - 1 - ts) * ro.score[i], color="gray", lw=0.8,
+         label=f"{LAM}^(T-t) × score")
+ax2.set_title("zero value head (a shared critic's first iteration)", fontsize=9)
 for ax in (ax1, ax2):
     ax.axhline(0, color="gray", lw=0.8)
     ax.set_xlabel("response token t")
@@ -535,25 +558,24 @@ fig.suptitle(f"one episode of the token MDP: {prompts[i]!r} → {tokenizer.decod
              fontsize=9)
 fig.tight_layout()
 plt.show()
-print(f"the score reaches the first token (T - t = {n - 1}) with weight {LAM_OLD}^{n - 1} = "
-      f"{LAM_OLD ** (n - 1):.2f} at λ = {LAM_OLD}, and 1 at λ = 1")
+print(f"with a zero value head the score reaches the first token (T - t = {n - 1}) with weight "
+      f"{LAM}^{n - 1} = {LAM ** (n - 1):.2f} at λ = {LAM}, and 1 at λ = 1")
 
 # %% [markdown]
-# On the right, the situation of PPO's first iterations: at $\lambda = 1$ the advantage is the
-# return itself, flat at about the score along the response (less the KL still to come); at
-# $\lambda = 0.95$ it fades geometrically towards the start. (Whitening over the batch, step 3,
-# applies one shift and one scale to all of the batch's advantages, so it cannot give the
-# early tokens back the credit they lost relative to the late ones.) On the left, the trained
-# head's $V(s_t)$ is the baseline that $\lambda = 1$ subtracts; $\lambda = 0.95$ would trust
-# it for most of the credit, and it is only as good as the value head, which the next cell's
-# `explained_variance` measures.
+# On the right, what $\lambda = 0.95$ would do with a critic that knows nothing: the
+# advantage fades geometrically towards the start of the response. (Whitening over the
+# batch, step 3, applies one shift and one scale to all of the batch's advantages, so it
+# cannot give the early tokens back the credit they lost.) On the left, the trained critic:
+# its $V(s_t)$ moves where the response's words move the reward model's verdict, and the
+# $\lambda = 0.95$ advantage puts the credit there. How much of the return's variance the
+# critic explains is the next cell's `explained_variance`.
 
 # %% [markdown]
 # **Diagnostics.** `train_rlhf` logs one line per iteration to `ppo/metrics.jsonl`: the
 # reward model's mean score and the gold reward of the iteration's responses, the KL to SFT
 # (nats per response), the policy's entropy per token, PPO's own diagnostics from lecture 2
 # (`clip_fraction`, `approx_kl` between the policy before and after the update,
-# `explained_variance` of the value head), and the share of `truncated` responses and their
+# `explained_variance` of the critic), and the share of `truncated` responses and their
 # mean `length`. These are the curves to watch in any RLHF run:
 
 # %%
@@ -598,13 +620,12 @@ for key in ("score", "gold", "kl", "entropy", "clip_fraction", "approx_kl", "exp
 # * **clip_fraction** and **approx_kl** measure how far each update moved the policy from the
 #   one that sampled the data; a few per cent and a few thousandths of a nat, as on CartPole,
 #   mean the clipping rarely bites and the learning rate is not too large.
-# * **explained_variance** of the value head starts at 0 (a zero head). Compare its two
-#   columns: in our runs it stayed close to 0 (or below) for the whole run. Predicting the
-#   reward model's verdict on a response from its first few characters is hard, and the value
-#   loss is weighted by only 0.1. At $\lambda = 1$ a poor value head costs only variance: the
-#   advantage $G_t - V(s_t)$ is unbiased whatever $V$ is. At $\lambda < 1$ it would also cost
-#   credit, as above: a value head worth trusting is what lets $\lambda < 1$ cut variance
-#   without starving the early tokens (exercise 9).
+# * **explained_variance** of the critic, $1 - \mathrm{Var}(G - V) / \mathrm{Var}(G)$ over the
+#   batch's response tokens: 1 is a perfect forecast, 0 no better than a constant. It starts
+#   below 0 (the reward model's head reading prefixes it was never trained on: a confident
+#   guess on a half-written review is often wrong) and climbs within a few iterations, as the
+#   critic learns what prefixes lead to; the early tokens, which only know the prompt, cap it
+#   well below 1. With the zero-initialised shared head it stays near 0 (exercise 9).
 # * **length** and **truncated**: a policy that learns to ramble to the length limit shows up
 #   here first (the truncation penalty is there to stop it).
 
@@ -947,13 +968,12 @@ print(f"the unpenalised policy's KL would cost beta * KL = {rlhf_cfg.beta} x {ha
 # What does the over-optimised policy write? The same 8 prompts as section 2 and the same random
 # key, answered by the SFT model, the penalised policy (at the end of its run) and the
 # unpenalised one. `respond` was compiled once, in section 2, for this architecture and these
-# shapes; all three policies reuse it (the SFT model gets its fresh, zero value head from
-# `load_models`).
+# shapes; all three policies reuse it.
 
 # %%
 key = jax.random.key(4)
 answers = {name: jax.device_get(respond(p, key)) for name, p in
-           (("SFT", sft_params_v), (f"beta={rlhf_cfg.beta}", ppo_params), ("beta=0", hack_params))}
+           (("SFT", sft_params), (f"beta={rlhf_cfg.beta}", ppo_params), ("beta=0", hack_params))}
 for j, x in enumerate(prompts):
     print(f"{x!r}")
     for name, a in answers.items():
@@ -1025,10 +1045,10 @@ print(f"whole lecture: {time.perf_counter() - LECTURE_START:.0f} s; run folders 
 # 8. **A better reward model.** Rerun the pipeline with `reward.target_agreement=0.95` (cleaner
 #    labels) and twice the comparisons. Repeat section 7: does a better reward model take
 #    longer to hack? (Lecture 3, section 8 shows how label noise limits the reward model.)
-# 9. **$\lambda$ and the value head.** Train with `gae_lambda=0.95` (the earlier default) and
-#    compare the held-out gold reward and score with the pipeline's run: how much of the gain
-#    is lost? Average section 4's advantages by position (tokens from the end) over a batch of
-#    rollouts, at both $\lambda$s. Then set `vf_coef=0.0` as well, so the zero-initialised value
-#    head never learns; and `vf_coef=0.0` at `gae_lambda=1.0`, where the advantage is the whitened
-#    return with no baseline. Which run is hurt most, and why? What would the value head have to
-#    predict for $\lambda < 1$ to pay off?
+# 9. **The critic and $\lambda$.** Train with `critic="shared"` (a zero-initialised value head
+#    on the policy's own transformer) at `gae_lambda=0.95` and at `gae_lambda=1.0`, and compare
+#    their `explained_variance` curves and held-out gold rewards with the pipeline's run. Which
+#    of the two does the shared head hurt, and why? Average section 4's advantages by position
+#    (tokens from the end) over a batch of rollouts for the two critics. What would a value
+#    head on the policy have to predict for $\lambda < 1$ to pay off, and why is the reward
+#    model's transformer better placed to predict it?

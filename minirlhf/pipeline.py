@@ -1,13 +1,14 @@
 """The main job: the whole ChatGPT recipe on the default task, with a summary (layer 3).
 
-    pretrain -> SFT -> preference data -> reward model -> PPO
+    pretrain -> SFT -> preference data -> reward model -> PPO (-> GRPO)
 
 (deck "Large Language Models and RL from Human Feedback", slide "High-Level Recipe for
 ChatGPT"). Each stage writes its own run folder under the pipeline's folder and checkpoints
 as it goes, so running the pipeline again resumes an interrupted stage and skips finished
 ones; the same seed gives the same final policy either way. The summary compares the SFT
-policy, best-of-n sampling from it and the PPO policy on held-out prompts: the gold reward
-(which only this simulation knows), the reward model's score and the KL to SFT.
+policy, best-of-n sampling from it, the PPO policy and the GRPO policy (the same reward
+model, no critic: DeepSeekMath's setting) on held-out prompts: the gold reward (which only
+this simulation knows), the reward model's score and the KL to SFT.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ from minirlhf.checkpoint import load_model
 from minirlhf.configs import check_positive_ints, override, to_dict
 from minirlhf.envs import make_task
 from minirlhf.generate import SamplingConfig
+from minirlhf.grpo import GRPOConfig, train_grpo
 from minirlhf.logging import atomic_write_text
 from minirlhf.optim import OptimConfig
 from minirlhf.preference_data import write_preferences
 from minirlhf.pretrain import PretrainConfig, pretrain
 from minirlhf.reward_model import RewardConfig, simulate_comparisons, train_reward_model
-from minirlhf.rlhf import RLHFConfig, train_rlhf
+from minirlhf.rlhf import Evaluator, Frozen, RLHFConfig, train_rlhf
 from minirlhf.sft import SFTConfig, complete, format_rate, sft
 
-STAGES = ("pretrain", "sft", "preferences", "reward", "ppo")
+STAGES = ("pretrain", "sft", "preferences", "reward", "ppo", "grpo")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,15 @@ class PipelineConfig:
     rlhf: RLHFConfig = field(default_factory=RLHFConfig)
     """Stage 5: PPO against the reward model (its `init` and `reward` are set by the
     pipeline)."""
+    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(
+        iterations=60, prompts_per_iteration=16, group_size=4, max_new_tokens=64, beta=0.3,
+        lr=5e-5, update_epochs=2, num_minibatches=2, eval_every=10, checkpoint_every=10))
+    """Stage 6: GRPO against the same reward model, from SFT, as many responses per
+    iteration as PPO (B x G = 16 x 4), evaluated like PPO (its `init` and `reward` are set
+    by the pipeline). beta = 0.3 ends the default run at about PPO's KL to SFT, so the two
+    compare at matched KL; at DeepSeekMath's 0.04 it drifts to about 9 nats."""
+    grpo_stage: bool = True
+    """Run stage 6 (GRPO) and add it to the table."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """How the before/after-SFT samples are drawn."""
 
@@ -81,6 +92,8 @@ PRESETS: dict[str, dict] = {
         "rlhf.iterations": 4, "rlhf.batch_size": 16, "rlhf.rollout.max_new_tokens": 48,
         "rlhf.eval_every": 2, "rlhf.checkpoint_every": 2, "rlhf.n_eval": 16,
         "rlhf.best_of_n": 4,
+        "grpo.iterations": 4, "grpo.prompts_per_iteration": 4, "grpo.group_size": 4,
+        "grpo.max_new_tokens": 48, "grpo.eval_every": 2, "grpo.checkpoint_every": 2,
         "n_samples": 8, "show": 3, "sampling.max_new_tokens": 48,
     },
     # About two minutes: a smaller model and budgets for which every stage still learns
@@ -95,12 +108,13 @@ PRESETS: dict[str, dict] = {
         "reward.eval_every": 75, "reward.checkpoint_every": 75, "reward.optim.lr": 1e-3,
         "reward.target_agreement": 0.8,
         "rlhf.iterations": 40, "rlhf.n_eval": 128, "rlhf.best_of_n": 8,
-        "rlhf.lr": 5e-5,
+        "rlhf.lr": 5e-5, "grpo.iterations": 40,
         "n_samples": 16, "show": 3,
     },
     # Reward hacking (deck slide "Controlling Divergence"): no KL penalty and a longer run.
     # The reward model's score keeps rising while the gold reward stalls and then falls.
-    "hacking": {"rlhf.beta": 0.0, "rlhf.iterations": 150, "rlhf.lr": 5e-5},
+    "hacking": {"rlhf.beta": 0.0, "rlhf.iterations": 150, "rlhf.lr": 5e-5,
+                "grpo_stage": False},
 }
 
 
@@ -117,7 +131,26 @@ def stage_configs(cfg: PipelineConfig, out: Path) -> PipelineConfig:
         cfg, sft=dataclasses.replace(cfg.sft, init=str(out / "pretrain")),
         reward=dataclasses.replace(cfg.reward, init=str(out / "sft"),
                                    preferences=str(out / "preferences" / "comparisons.jsonl")),
-        rlhf=dataclasses.replace(cfg.rlhf, init=str(out / "sft"), reward=str(out / "reward")))
+        rlhf=dataclasses.replace(cfg.rlhf, init=str(out / "sft"), reward=str(out / "reward")),
+        grpo=dataclasses.replace(cfg.grpo, init=str(out / "sft"), reward=str(out / "reward")))
+
+
+def grpo_on_reward_model(cfg: PipelineConfig, out_dir: Path) -> dict:
+    """Stage 6: GRPO from SFT against the reward model, evaluated as PPO is (the same
+    held-out prompts and key, `rlhf.Evaluator`): returns its summary of gold, score, kl,
+    format, length, and the samples."""
+    ref_graphdef, ref_params, tokenizer, meta = load_model(cfg.grpo.init)
+    rm_graphdef, rm_params, _, rm_meta = load_model(cfg.grpo.reward)
+    task = make_task(meta["task"])
+    evaluator = Evaluator(cfg.rlhf, task, tokenizer, ref_graphdef, rm_graphdef,
+                          rm_meta["normalization"], Frozen(ref_params, rm_params))
+
+    def evaluate(graphdef, params) -> dict:
+        samples = evaluator.samples(graphdef, params)
+        return {**samples.summary(task), "samples": samples.texts,
+                "points": [samples.gold.tolist(), samples.score.tolist()]}
+
+    return train_grpo(cfg.grpo, out_dir, task=task, evaluate=evaluate)[2]["grpo"]
 
 
 def make_preferences(cfg: RewardConfig, sft_dir: Path, out_dir: Path) -> dict:
@@ -167,8 +200,10 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
     atomic_write_text(out / "pipeline_config.json", json.dumps(to_dict(cfg), indent=2))
     times = {}
 
+    n_stages = 6 if cfg.grpo_stage else 5
+
     def stage(i, name, text, fn):
-        echo(f"[{i}/5] {text}")
+        echo(f"[{i}/{n_stages}] {text}")
         t = time.perf_counter()
         result = fn()
         times[name] = round(time.perf_counter() - t, 1)
@@ -193,6 +228,12 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
         return {}
     _, _, rl = stage(5, "ppo", "PPO against the reward model, KL-penalised to SFT",
                      lambda: train_rlhf(cfg.rlhf, out / "ppo"))
+    if stop_after == "ppo":
+        return {}
+    grpo = None
+    if cfg.grpo_stage:
+        grpo = stage(6, "grpo", "GRPO against the same reward model: groups, no critic",
+                     lambda: grpo_on_reward_model(cfg, out / "grpo"))
 
     prompts = task.prompts(cfg.n_samples, seed=cfg.seed + 777)
     key = jax.random.key(cfg.seed)
@@ -211,18 +252,22 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
                                               "labeler_labeler_agreement") if k in prefs},
         "reward": {k: rm[k] for k in ("val_accuracy", "val_gold_accuracy",
                                       "labels_gold_agreement", "pearson_gold")},
-        "rlhf": {k: rl[k] for k in ("sft", "best_of_n", "ppo", "n")},
+        "rlhf": {**{k: rl[k] for k in ("sft", "best_of_n", "ppo", "n")},
+                 **({"grpo": {k: v for k, v in grpo.items() if k not in ("samples", "points")}}
+                    if grpo else {})},
         "seconds": times,
         "samples": [{"prompt": p, "pretrained": b, "sft": a}
                     for p, b, a in zip(prompts, before, after)],
-        "rlhf_samples": rl["samples"],
+        "rlhf_samples": [{**s, **({"grpo": g} if grpo else {})} for s, g in
+                         zip(rl["samples"], grpo["samples"] if grpo else rl["samples"])],
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "samples.txt", "".join(
         f"{s['prompt']!r}\n  pretrained: {s['pretrained']!r}\n  sft:        {s['sft']!r}\n"
         for s in summary["samples"]) + "\n" + "".join(
         f"{s['prompt']!r}\n  sft:        {s['sft']!r}\n  best-of-{rl['n']}: {s['best_of_n']!r}\n"
-        f"  ppo:        {s['ppo']!r}\n" for s in rl["samples"]))
+        f"  ppo:        {s['ppo']!r}\n" + (f"  grpo:       {s['grpo']!r}\n" if "grpo" in s else "")
+        for s in summary["rlhf_samples"]))
     echo(format_summary(summary, cfg.show, out))
     return summary
 
@@ -244,19 +289,26 @@ def format_summary(summary: dict, show: int, out: Path) -> str:
         "",
         "policy        gold reward   reward-model score   KL to SFT (nats)   format   length",
     ]
-    for key, name in (("sft", "SFT"), ("best_of_n", f"best-of-{n}"), ("ppo", "PPO")):
+    for key, name in (("sft", "SFT"), ("best_of_n", f"best-of-{n}"), ("ppo", "PPO"),
+                      ("grpo", "GRPO")):
+        if key not in rl:
+            continue
         r = rl[key]
         kl = f"{r['kl']:.2f}" + (" (formula)" if key == "best_of_n" else "")
         lines.append(f"{name:<13} {r['gold']:>11.3f}   {r['score']:>18.3f}   {kl:>16}   "
                      f"{r['format']:>6.0%}   {r['length']:>6.1f}")
-    lines += ["", f"prompt -> SFT | best-of-{n} | PPO (held-out prompts)"]
+    with_grpo = "grpo" in rl
+    lines += ["", f"prompt -> SFT | best-of-{n} | PPO" + (" | GRPO" if with_grpo else "")
+              + " (held-out prompts)"]
     for s in summary["rlhf_samples"][:show]:
         lines.append(f"  {s['prompt']!r}")
         lines.append(f"     SFT:        {s['sft']!r}")
         lines.append(f"     best-of-{n:<3} {s['best_of_n']!r}")
         lines.append(f"     PPO:        {s['ppo']!r}")
+        if with_grpo:
+            lines.append(f"     GRPO:       {s['grpo']!r}")
     secs = ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items())
     lines += ["", f"time per stage: {secs}",
-              f"run folder: {out}  (curves: */loss.png, ppo/rlhf.png, ppo/gold_vs_score.png; "
-              "all samples: samples.txt)"]
+              f"run folder: {out}  (curves: */loss.png, ppo/rlhf.png, ppo/gold_vs_score.png"
+              + (", grpo/grpo.png" if with_grpo else "") + "; all samples: samples.txt)"]
     return "\n".join(lines)

@@ -25,15 +25,16 @@ def test_pipeline_tiny_runs_end_to_end(pipeline_run, capsys):
         assert (out / stage / "loss.png").exists() and (out / stage / "checkpoints").is_dir()
     assert (out / "preferences" / "comparisons.jsonl").exists()
     assert (out / "ppo" / "rlhf.png").exists() and (out / "ppo" / "gold_vs_score.png").exists()
-    for policy in ("sft", "best_of_n", "ppo"):
+    for policy in ("sft", "best_of_n", "ppo", "grpo"):
         assert set(summary["rlhf"][policy]) >= {"gold", "score", "kl"}
+    assert (out / "grpo" / "grpo.png").exists() and "grpo" in summary["rlhf_samples"][0]
     cfg = json.loads((out / "pretrain" / "config.json").read_text())
     assert cfg["steps"] == 20 and cfg["model"]["d_model"] == 32  # preset, then the override
 
 
 def test_pipeline_rerun_resumes_instead_of_repeating(pipeline_run, capsys):
     code, out = pipeline_run
-    stages = ("sft", "reward", "ppo")
+    stages = ("sft", "reward", "ppo", "grpo")
     before = {s: (out / s / "metrics.jsonl").read_text() for s in stages}
     summary = (out / "ppo" / "summary.json").read_text()
     assert main(["pipeline", "--preset", "tiny", "--out", str(out), "--pretrain.steps", "20"]) == 0
@@ -42,6 +43,7 @@ def test_pipeline_rerun_resumes_instead_of_repeating(pipeline_run, capsys):
     assert (out / "ppo" / "summary.json").read_text() == summary
     printed = capsys.readouterr().out
     assert "follows demo format" in printed and "reward-model score" in printed
+    assert "GRPO" in printed and "[6/6]" in printed
 
 
 def test_sample_command(pipeline_run, capsys):
@@ -93,7 +95,7 @@ def test_console_script_help_lists_documented_options():
 
 
 @pytest.mark.parametrize("command", ["pipeline", "pretrain", "sft", "sample", "preferences",
-                                     "reward", "rlhf", "ppo", "ppo-eval"])
+                                     "reward", "rlhf", "grpo", "ppo", "ppo-eval"])
 def test_every_command_has_a_help_page(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -173,3 +175,16 @@ def test_rlhf_command(pipeline_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "best-of-2" in printed and "KL to SFT" in printed
     assert len((tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_grpo_command_refuses_bad_input_before_any_work(tmp_path, capsys):
+    for argv, message in (
+            (["--task", "reviews"], "has no verifier"),
+            (["--task", "algebra"], "unknown task 'algebra'"),
+            (["--group_size", "1"], "group_size must be >= 2"),
+            (["--prompts_per_iteration", "3", "--num_minibatches", "2", "--group_size", "3"],
+             "do not split into num_minibatches=2"),
+            (["--init", str(tmp_path / "nope")], "is not a run folder")):
+        assert main(["grpo", "--out", str(tmp_path / "x")] + argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "x").exists()

@@ -61,8 +61,8 @@ def test_pipeline_writes_its_summary_plots_and_table(small_run):
                  "ppo/summary.json", "reward/reward_model.png", "preferences/comparisons.jsonl",
                  "summary.json", "samples.txt"):
         assert (out / name).stat().st_size > 0, name
-    assert set(summary["seconds"]) == {"pretrain", "sft", "preferences", "reward", "ppo"}
-    for word in ("gold reward", "reward-model score", "KL to SFT", "best-of-8", "PPO"):
+    assert set(summary["seconds"]) == {"pretrain", "sft", "preferences", "reward", "ppo", "grpo"}
+    for word in ("gold reward", "reward-model score", "KL to SFT", "best-of-8", "PPO", "GRPO"):
         assert word in printed, word
     records = [json.loads(line) for line in (out / "ppo" / "metrics.jsonl").open()]
     assert [r["step"] for r in records] == list(range(1, 41))
