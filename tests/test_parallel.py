@@ -232,6 +232,70 @@ def test_rlhf_iteration_on_four_devices_equals_one_device():
         assert r["m4"][k] == pytest.approx(r["m1"][k], rel=1e-4, abs=1e-6), k
 
 
+GRPO_SCRIPT = textwrap.dedent("""
+    import os, json
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from minirlhf.envs import make_task
+    from minirlhf.grpo import GRPOConfig, make_iteration, model_reward, rule_reward
+    from minirlhf.model import ModelConfig, init_model
+    from minirlhf.optim import TrainState
+    from minirlhf.parallel import make_mesh, replicate, shard_batch
+    from minirlhf.tokenizer import CharTokenizer
+
+    assert jax.device_count() == 4, jax.devices()
+    task = make_task("arithmetic")
+    tok = CharTokenizer(task.alphabet)
+    base = dict(vocab_size=tok.vocab_size, max_len=40, d_model=32, n_heads=2, n_layers=1)
+    g, p = init_model(ModelConfig(**base), jax.random.key(0))
+    mg, mp = init_model(ModelConfig(**base, scalar_head=True), jax.random.key(1))
+    mp["score"]["kernel"] = jax.random.normal(jax.random.key(2), mp["score"]["kernel"].shape)
+    cfg = GRPOConfig(prompts_per_iteration=8, group_size=4, max_new_tokens=12,
+                     num_minibatches=2, update_epochs=2, beta=0.1, clip_eps_high=0.28)
+    opt = optax.sgd(0.05)
+    prompt, mask = tok.encode_batch(task.prompts(8, seed=0), bos=True, padding="left",
+                                    length=1 + task.max_prompt_chars)
+    # Rewards on the host (a rule of text) and on the devices (a reward model).
+    length = lambda ps, rs: np.array([len(r) % 3 for r in rs], np.float32)
+    rewards = {"rule": (rule_reward(length, tok), None),
+               "model": (model_reward(mg, {"mean": 0.0, "std": 1.0}), mp)}
+
+    def run(n, kind):
+        mesh = make_mesh(n)
+        reward, reward_params = rewards[kind]
+        it = jax.jit(make_iteration(cfg, g, g, reward, opt))
+        state = replicate(TrainState(p, opt.init(p), jnp.int32(0)), mesh)
+        ref = replicate(p, mesh)
+        rp = None if reward_params is None else replicate(reward_params, mesh)
+        out = []
+        for i in range(2):
+            state, m, tokens, tmask, r = it(state, ref, rp, *shard_batch((prompt, mask), mesh),
+                                            jax.random.key(i))
+            out.append((np.asarray(tokens).tolist(), np.asarray(r).tolist()))
+        shards = len(tokens.sharding.device_set)
+        return state, {k: float(v) for k, v in m.items()}, out, shards
+
+    diff = lambda a, b: max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in
+                            zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    result = {}
+    for kind in rewards:
+        s4, m4, o4, shards = run(4, kind)
+        s1, m1, o1, _ = run(1, kind)
+        result[kind] = {"d41": diff(s4.params, s1.params), "moved": diff(s1.params, p),
+                        "same": o4 == o1, "shards": shards, "m4": m4, "m1": m1}
+    print(json.dumps(result))
+""")
+
+
+def test_grpo_iteration_on_four_devices_equals_one_device():
+    for kind, r in run_script(GRPO_SCRIPT).items():
+        assert r["same"], kind  # the same responses and rewards, however the batch is split
+        assert r["shards"] == 4, kind  # and the responses really were split over 4 devices
+        assert r["moved"] > 1e-3 and r["d41"] < 1e-5, (kind, r)
+        for k in ("loss", "reward", "kl", "entropy", "flat_groups", "clip_high"):
+            assert r["m4"][k] == pytest.approx(r["m1"][k], rel=1e-4, abs=1e-6), (kind, k)
+
+
 GENERATE_SCRIPT = textwrap.dedent("""
     import importlib, json, pkgutil
     import jax
