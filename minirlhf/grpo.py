@@ -408,7 +408,8 @@ class VerifierEvaluator:
 
     def __call__(self, graphdef, params) -> dict:
         """pass@1, pass@k, format (share of responses in the strict format) and length
-        (characters), and under "samples" the first response to each prompt."""
+        (characters, without EOS), under "correct" the number of correct responses to each
+        prompt (of k), and under "samples" the first response to each prompt."""
         groups = self.samples(graphdef, params)
         verdicts = np.array([[self.task.verify(p, r) for r in rs]
                              for p, rs in zip(self.prompts, groups)])  # (n, k, 2)
@@ -417,7 +418,7 @@ class VerifierEvaluator:
                 f"pass@{self.k}": float(pass_at_k(self.k, correct, self.k).mean()),
                 "format": float(verdicts[..., 1].mean()),
                 "length": float(np.mean([len(r) for rs in groups for r in rs])),
-                "samples": [rs[0] for rs in groups]}
+                "correct": correct.tolist(), "samples": [rs[0] for rs in groups]}
 
 
 # --- the stage ---------------------------------------------------------------------------------
@@ -511,8 +512,10 @@ def train_grpo(cfg: GRPOConfig, run_dir: str | Path, task=None,
 
     base_figures_path = run_dir / "base.json"
     if evaluate is not None and not base_figures_path.exists():
+        # Host copies, like the parameters evaluated during training: one compilation.
         ref = load_model(cfg.init)
-        atomic_write_text(base_figures_path, json.dumps(evaluate(ref[0], ref[1]), indent=2))
+        atomic_write_text(base_figures_path,
+                          json.dumps(evaluate(ref[0], jax.device_get(ref[1])), indent=2))
     base_figures = json.loads(base_figures_path.read_text()) if evaluate is not None else {}
 
     state = replicate(state, mesh)

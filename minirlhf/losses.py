@@ -178,12 +178,14 @@ def aggregate(per_token: jax.Array, mask: jax.Array, how: str,
     a long response weighs less: a long wrong answer is penalised less per token than a short
     one, and a short right answer rewarded more -- a bias towards short right and long wrong
     responses that Dr. GRPO measured as responses growing longer where they are wrong.
-    token_mean weighs every token the same (within the batch); constant divides by the
-    budget N = max_tokens, the same for every response and every batch, so the loss is the
-    plain sum over tokens and no length gets a different weight per token.
+    token_mean weighs every token the same within the batch, but a token of a batch of short
+    responses more than one of a batch of long ones; constant divides by the budget
+    N = max_tokens, the same for every response, so no length gets a different weight per
+    token.
 
-    B counts only the responses that have a token in `mask` (a response masked out whole,
-    e.g. from a zero-variance group, is not one of them).
+    B counts only the responses that have a token in `mask`: a response masked out whole
+    (a flat group's under dynamic sampling, a truncated one) is not one of them, so when
+    masking leaves fewer responses, each remaining one weighs more.
 
     Args:
         per_token: (B, N) the per-token terms.

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jax
+
 from minirlhf.checkpoint import load_model
 from minirlhf.configs import check_positive_ints, to_dict
 from minirlhf.envs import make_task
@@ -120,6 +122,7 @@ def run_r1_zero(cfg: R1ZeroConfig, out: str | Path, echo=say,
         return {}
 
     base_graphdef, base_params, tokenizer, _ = load_model(init)
+    base_params = jax.device_get(base_params)  # host copies, as `params`: one compilation
     harder = VerifierEvaluator(task, tokenizer, cfg.n_eval, cfg.pass_k,
                                cfg.harder_max_new_tokens, cfg.seed, harder=True)
     result = {
