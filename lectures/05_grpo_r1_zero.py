@@ -173,14 +173,14 @@ print(source_between(minirlhf.grpo.make_iteration, "gen = generate(", "state, me
 # | | PPO-RLHF (lecture 4) | GRPO | where |
 # | --- | --- | --- | --- |
 # | sampler | one response per prompt, temperature 1 | $G$ responses per prompt (the prompt repeated $G$ times), temperature 1 | `generate` (`minirlhf/generate.py`) |
-# | log-probs of $\pi_{old}$ and $\pi_{ref}$ | full forwards over prompt + response | the same | `response_outputs` (`minirlhf/rollout.py`) |
+# | log-probs of $\pi_{old}$ and $\pi_{ref}$ | full forwards over prompt + response | $\pi_{old}$'s from the sampler itself (one forward fewer), $\pi_{ref}$'s from a full forward | `generate`, `response_outputs` (`minirlhf/rollout.py`) |
 # | reward | a reward model $r_\phi$, normalised | a rule: the verifier (or a reward model, `model_reward`) | `rule_reward`, `RewardFn` (`minirlhf/grpo.py`) |
 # | **critic** | a second transformer, initialised from the reward model | **dropped**: the group mean is the baseline | `critic_from_reward_model` (`minirlhf/rlhf.py`) |
 # | **advantage** | per token, **GAE** over the critic's values, whitened over the batch | per response, relative to its group | `token_gae` vs. `group_advantages` |
 # | **KL to the reference** | **in the reward**: $r_t = -\beta\,\mathrm{kl}_t$ (k1), score at the last token | **in the loss**: $-\beta\,\mathrm{k3}_{i,t}$ | `kl_shaped_rewards` vs. `grpo_loss` |
 # | surrogate | clipped, $\epsilon = 0.2$ | the same, with an optional higher upper clip | `clipped_surrogate` (`minirlhf/losses.py`) |
 # | KL estimator | k1 in the reward, k3 for `approx_kl` | k3 in the loss and in the logged KL | `kl_estimate` (`minirlhf/distributions.py`) |
-# | update | epochs × minibatches of Adam steps | the same function | `make_update` (`minirlhf/ppo.py`) |
+# | update | epochs × minibatches of Adam steps | the same function, each minibatch's gradient summed over microbatches | `make_update` (`minirlhf/ppo.py`), `accumulate_gradients` |
 # | averaging over tokens | mean over all response tokens | per response, then over responses (or two others, section 4) | `masked_mean` vs. `aggregate` |
 #
 # What "massive memory and compute savings" means at our size: the models each algorithm keeps

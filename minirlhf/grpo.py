@@ -48,12 +48,13 @@ from matplotlib.figure import Figure
 from minirlhf.advantages import GROUP_ADVANTAGES, flat_groups, group_advantages
 from minirlhf.checkpoint import Checkpointer, load_model
 from minirlhf.configs import check_positive_ints, check_same_config, to_dict
-from minirlhf.distributions import kl_estimate, masked_mean
+from minirlhf.distributions import kl_estimate, masked_sum
 from minirlhf.generate import SamplingConfig, generate
 from minirlhf.logging import MetricsWriter, atomic_write_text, progress, read_metrics, say
-from minirlhf.losses import AGGREGATIONS, aggregate, grpo_loss
-from minirlhf.optim import TrainState
-from minirlhf.parallel import check_divisible, make_mesh, replicate, shard_batch
+from minirlhf.losses import AGGREGATIONS, aggregate, count_responses, grpo_loss
+from minirlhf.optim import TrainState, accumulate_gradients, num_microbatches
+from minirlhf.parallel import (DATA, check_divisible, default_microbatch_tokens, make_mesh,
+                               microbatches_at_once, replicate, shard_batch)
 from minirlhf.ppo import make_update
 from minirlhf.reward_model import make_reward_fn
 from minirlhf.rollout import response_outputs
@@ -100,6 +101,11 @@ class GRPOConfig:
     """Gradient steps per pass: the B x G responses split into this many minibatches."""
     lr: float = 1e-4
     """Adam's learning rate (constant)."""
+    microbatch_tokens: int = -1
+    """Gradient accumulation: each minibatch's gradient is summed over microbatches of at
+    most this many tokens (prompt + response), the same gradient up to float rounding.
+    0: the whole minibatch at once; -1: 512 on CPU, where it is faster, 0 on GPU/TPU
+    (`parallel.default_microbatch_tokens`)."""
     max_grad_norm: float = 1.0
     """Clip the global gradient norm to this (0 disables)."""
     truncation: Literal["mask", "penalty"] = "mask"
@@ -143,6 +149,10 @@ class GRPOConfig:
         if not self.lr > 0 or not 0 < self.clip_eps < 1:
             raise ValueError(f"GRPOConfig.lr must be > 0 and clip_eps in (0, 1), got "
                              f"{self.lr!r}, {self.clip_eps!r}")
+        if (not isinstance(self.microbatch_tokens, int) or isinstance(self.microbatch_tokens, bool)
+                or self.microbatch_tokens < -1):
+            raise ValueError(f"GRPOConfig.microbatch_tokens must be an integer >= -1 (-1: "
+                             f"automatic, 0: no accumulation), got {self.microbatch_tokens!r}")
         if not 0 <= self.flat_warning <= 1:
             raise ValueError(f"GRPOConfig.flat_warning must be in [0, 1], got "
                              f"{self.flat_warning!r}")
@@ -263,23 +273,29 @@ class GroupBatch:
 
 
 def grpo_objective(graphdef: nnx.GraphDef, cfg: GRPOConfig, params: nnx.State,
-                   mb: GroupBatch) -> tuple[jax.Array, dict]:
-    """The GRPO loss of one minibatch (`losses.grpo_loss`), with its diagnostics."""
+                   mb: GroupBatch, counts: tuple | None = None) -> tuple[jax.Array, dict]:
+    """The GRPO loss of one minibatch (`losses.grpo_loss`), with its diagnostics.
+
+    With `counts`, the (responses, tokens) of the whole minibatch that `mb` is a microbatch
+    of, the loss and every diagnostic are sums over `mb` divided by the minibatch's
+    counts: added over the microbatches, they are the minibatch's (as
+    `optim.accumulate_gradients` needs).
+    """
+    counts = count_responses(mb.loss_mask) if counts is None else counts
     out = response_outputs(graphdef, params, mb.prompt, mb.prompt_mask, mb.tokens, mb.mask)
     loss = grpo_loss(out.logprobs, mb.logprobs, mb.ref_logprobs, mb.advantages, mb.loss_mask,
                      cfg.clip_eps, cfg.clip_eps_high, cfg.beta, cfg.aggregation,
-                     cfg.max_new_tokens)
+                     cfg.max_new_tokens, counts)
     ratio = jnp.exp(out.logprobs - mb.logprobs)
     adv = mb.advantages[:, None]
     # The clip bites where the ratio left its range in the direction the advantage favours.
     low = (ratio < 1.0 - cfg.clip_eps) & (adv < 0)
     high = (ratio > 1.0 + cfg.clip_eps_high) & (adv > 0)
-    f32 = lambda x: x.astype(jnp.float32)
-    return loss, {"entropy": masked_mean(out.entropy, mb.loss_mask),
-                  "clip_low": masked_mean(f32(low), mb.loss_mask),
-                  "clip_high": masked_mean(f32(high), mb.loss_mask),
-                  "approx_kl": masked_mean(kl_estimate(mb.logprobs, out.logprobs, "k3"),
-                                           mb.loss_mask)}
+    per_token = lambda x: masked_sum(x, mb.loss_mask) / jnp.maximum(counts[1], 1)
+    return loss, {"entropy": per_token(out.entropy),
+                  "clip_low": per_token(low.astype(jnp.float32)),
+                  "clip_high": per_token(high.astype(jnp.float32)),
+                  "approx_kl": per_token(kl_estimate(mb.logprobs, out.logprobs, "k3"))}
 
 
 def make_optimizer(cfg: GRPOConfig) -> optax.GradientTransformation:
@@ -303,30 +319,58 @@ def counted_responses(truncated: jax.Array, flat: jax.Array, cfg: GRPOConfig) ->
     return counts
 
 
+def make_grpo_update(cfg: GRPOConfig, graphdef: nnx.GraphDef,
+                     optimizer: optax.GradientTransformation, unroll: int = 1):
+    """GRPO's optimisation phase: PPO's `make_update` (update_epochs x num_minibatches Adam
+    steps) over a GroupBatch, each minibatch's gradient summed over microbatches of at most
+    `cfg.microbatch_tokens` tokens, `unroll` of them side by side.
+
+    Returns:
+        update(state, batch: GroupBatch, key) -> (state, metrics).
+    """
+    micro_tokens = default_microbatch_tokens() if cfg.microbatch_tokens < 0 \
+        else cfg.microbatch_tokens
+
+    def grads_of(params, mb: GroupBatch):
+        """((loss, metrics), grads) of one minibatch, summed over its microbatches."""
+        counts = count_responses(mb.loss_mask)
+        n = num_microbatches(mb.tokens.shape[0], mb.prompt.shape[1] + mb.tokens.shape[1],
+                             micro_tokens)
+        return accumulate_gradients(lambda p, micro: grpo_objective(graphdef, cfg, p, micro,
+                                                                    counts),
+                                    params, mb, n, min(unroll, n))
+
+    return make_update(None, optimizer, cfg.update_epochs, cfg.num_minibatches,
+                       grad_fn=grads_of)
+
+
 def make_iteration(cfg: GRPOConfig, graphdef: nnx.GraphDef, ref_graphdef: nnx.GraphDef,
-                   reward: RewardFn, optimizer: optax.GradientTransformation):
+                   reward: RewardFn, optimizer: optax.GradientTransformation,
+                   unroll: int = 1):
     """One GRPO iteration: sample G per prompt, score, group advantages, update. Pure, to
     be jitted.
 
+    Args:
+        unroll: microbatches of the gradient accumulation run side by side
+            (`parallel.microbatches_at_once`); the same result, only the speed differs.
     Returns:
         iteration(state, ref_params, reward_params, prompt (B, P), prompt_mask (B, P), key)
         -> (state, metrics, tokens (BG, N), mask (BG, N), rewards (BG,)); row b * G + g is
         response g to prompt b.
     """
-    update = make_update(lambda p, mb: grpo_objective(graphdef, cfg, p, mb), optimizer,
-                         cfg.update_epochs, cfg.num_minibatches)
+    update = make_grpo_update(cfg, graphdef, optimizer, unroll)
     G = cfg.group_size
 
     def iteration(state: TrainState, ref_params, reward_params, prompt, prompt_mask, key):
         k_sample, k_update = jax.random.split(key)
         B = prompt.shape[0]
         prompt, prompt_mask = jnp.repeat(prompt, G, axis=0), jnp.repeat(prompt_mask, G, axis=0)
-        # Temperature 1, no filtering: the ratio pi / pi_old needs samples of pi_old itself.
+        # Temperature 1, no filtering: the ratio pi / pi_old needs samples of pi_old itself,
+        # and the sampler's log-probs are then pi_old's. (A full forward would give the
+        # same numbers up to float rounding, at the cost of one more forward pass: 10% of
+        # an iteration at benchmarks/bench_grpo.py's config.)
         gen = generate(graphdef, state.params, prompt, prompt_mask, k_sample,
                        SamplingConfig(max_new_tokens=cfg.max_new_tokens))
-        # pi_old and pi_ref from full forwards: the update's first ratio is then exactly 1.
-        old = response_outputs(graphdef, state.params, prompt, prompt_mask, gen.tokens,
-                               gen.mask)
         ref = response_outputs(ref_graphdef, ref_params, prompt, prompt_mask, gen.tokens,
                                gen.mask)
         rewards = reward.fn(reward_params, prompt, prompt_mask, gen.tokens, gen.mask)  # (BG,)
@@ -337,14 +381,14 @@ def make_iteration(cfg: GRPOConfig, graphdef: nnx.GraphDef, ref_graphdef: nnx.Gr
         adv = group_advantages(rewards.reshape(B, G), cfg.advantage, cfg.std_floor).reshape(-1)
         counts = counted_responses(truncated, flat, cfg)
         batch = GroupBatch(prompt=prompt, prompt_mask=prompt_mask, tokens=gen.tokens,
-                           mask=gen.mask, logprobs=old.logprobs, ref_logprobs=ref.logprobs,
+                           mask=gen.mask, logprobs=gen.logprobs, ref_logprobs=ref.logprobs,
                            advantages=adv, loss_mask=gen.mask & counts[:, None])
         state, metrics = update(state, batch, k_update)
 
         f32 = lambda x: jnp.mean(x.astype(jnp.float32))
         # k3 per token is never negative, and its sum over a response estimates the
         # sequence's KL(pi || pi_ref) without bias (by the chain rule of KL).
-        kl_tokens = jnp.where(gen.mask, kl_estimate(old.logprobs, ref.logprobs, "k3"), 0.0)
+        kl_tokens = jnp.where(gen.mask, kl_estimate(gen.logprobs, ref.logprobs, "k3"), 0.0)
         metrics.update(
             reward=jnp.mean(rewards), reward_std=jnp.std(rewards),
             flat_groups=f32(flat), truncated=f32(truncated),
@@ -521,7 +565,8 @@ def train_grpo(cfg: GRPOConfig, run_dir: str | Path, task=None,
     state = replicate(state, mesh)
     ref_dev = replicate(ref_params, mesh)
     reward_dev = None if reward_params is None else replicate(reward_params, mesh)
-    iteration = jax.jit(make_iteration(cfg, graphdef, graphdef, reward, optimizer),
+    unroll = microbatches_at_once(mesh.shape[DATA])
+    iteration = jax.jit(make_iteration(cfg, graphdef, graphdef, reward, optimizer, unroll),
                         donate_argnums=(0,))
     writer = MetricsWriter(run_dir / "metrics.jsonl", resume_from_step=start if start else None)
     key = jax.random.key(cfg.seed)

@@ -166,8 +166,14 @@ def clip_fraction(logp: jax.Array, old_logp: jax.Array, clip_eps: float,
 AGGREGATIONS = ("sequence_mean", "token_mean", "constant")
 
 
+def count_responses(mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(responses, tokens): how many responses have a token in `mask` (B, N), and how many
+    tokens it holds; the denominators of `aggregate`."""
+    return jnp.sum(jnp.any(mask, axis=1)), jnp.sum(mask)
+
+
 def aggregate(per_token: jax.Array, mask: jax.Array, how: str,
-              max_tokens: int | None = None) -> jax.Array:
+              max_tokens: int | None = None, counts: tuple | None = None) -> jax.Array:
     """Average per-token terms l_{i,t} over a batch of responses, three ways.
 
         sequence_mean  (GRPO, Shao et al. 2024, eq. 3):  1/B sum_i 1/|o_i| sum_t l_{i,t}
@@ -192,17 +198,21 @@ def aggregate(per_token: jax.Array, mask: jax.Array, how: str,
         mask: (B, N) bool, the tokens that count.
         how: one of AGGREGATIONS.
         max_tokens: N for "constant" (default: per_token.shape[1]).
+        counts: (responses, tokens) that count in the whole batch these rows belong to
+            (`count_responses`), when the batch is split into microbatches whose results are
+            added (`optim.accumulate_gradients`); default: those of `mask`.
     Returns:
         scalar.
     """
     chex.assert_equal_shape([per_token, mask])
     x = jnp.where(mask, per_token, 0.0)
     lengths = jnp.sum(mask, axis=1)  # (B,) |o_i|
-    responses = jnp.maximum(jnp.sum(lengths > 0), 1)
+    responses, tokens = count_responses(mask) if counts is None else counts
+    responses, tokens = jnp.maximum(responses, 1), jnp.maximum(tokens, 1)
     if how == "sequence_mean":
         return jnp.sum(jnp.sum(x, axis=1) / jnp.maximum(lengths, 1)) / responses
     if how == "token_mean":
-        return jnp.sum(x) / jnp.maximum(jnp.sum(lengths), 1)
+        return jnp.sum(x) / tokens
     if how == "constant":
         n = per_token.shape[1] if max_tokens is None else max_tokens
         return jnp.sum(x) / (responses * n)
@@ -212,7 +222,8 @@ def aggregate(per_token: jax.Array, mask: jax.Array, how: str,
 def grpo_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array,
               advantages: jax.Array, mask: jax.Array, clip_eps: float,
               clip_eps_high: float | None = None, beta: float = 0.0,
-              aggregation: str = "sequence_mean", max_tokens: int | None = None) -> jax.Array:
+              aggregation: str = "sequence_mean", max_tokens: int | None = None,
+              counts: tuple | None = None) -> jax.Array:
     """The GRPO objective, negated to be minimised (Shao et al. 2024, eq. 3; DeepSeek-R1):
 
         l_{i,t} = min(rho_{i,t} A_i, clip(rho_{i,t}, 1 - eps_low, 1 + eps_high) A_i)
@@ -238,6 +249,7 @@ def grpo_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array,
         beta: the KL coefficient, >= 0.
         aggregation: "sequence_mean", "token_mean" or "constant" (`aggregate`).
         max_tokens: N for the "constant" aggregation (default: N of the arrays).
+        counts: the whole batch's (responses, tokens), for a microbatch (`aggregate`).
     Returns:
         scalar loss.
     """
@@ -246,7 +258,7 @@ def grpo_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array,
     per_token = clipped_surrogate(logp, old_logp, advantages[:, None], clip_eps, clip_eps_high)
     if beta:
         per_token = per_token - beta * kl_estimate(logp, ref_logp, "k3")
-    return -aggregate(per_token, mask, aggregation, max_tokens)
+    return -aggregate(per_token, mask, aggregation, max_tokens, counts)
 
 
 # --- preferences: Bradley-Terry (Christiano et al. 2017, eq. 1) ----------------------------

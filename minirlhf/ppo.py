@@ -241,9 +241,9 @@ def action_entropy(out: PolicyOutput) -> jax.Array:
 # --- the update: epochs x minibatches, generic over the loss -----------------------------
 
 
-def make_update(loss_fn: Callable[[Any, Any], tuple[jax.Array, dict]],
+def make_update(loss_fn: Callable[[Any, Any], tuple[jax.Array, dict]] | None,
                 optimizer: optax.GradientTransformation, update_epochs: int,
-                num_minibatches: int):
+                num_minibatches: int, grad_fn: Callable | None = None):
     """PPO's optimisation phase over a collected batch, generic over the loss.
 
     Each epoch shuffles the batch along its leading axis and splits it into
@@ -254,15 +254,21 @@ def make_update(loss_fn: Callable[[Any, Any], tuple[jax.Array, dict]],
         loss_fn: (params, minibatch) -> (scalar loss, dict of scalar metrics).
         optimizer: an optax transformation.
         update_epochs, num_minibatches: as in PPOConfig.
+        grad_fn: (params, minibatch) -> ((loss, metrics), grads), in place of
+            `jax.value_and_grad(loss_fn, has_aux=True)`: e.g. a minibatch's gradient summed
+            over microbatches (`optim.accumulate_gradients`, as GRPO does); loss_fn is then
+            unused.
     Returns:
         update(state, batch, key) -> (state, metrics): batch is a pytree of arrays with a
         common leading size divisible by num_minibatches; each metric is averaged over all
         epochs x minibatches gradient steps.
     """
 
+    value_and_grad = grad_fn if grad_fn is not None else \
+        jax.value_and_grad(loss_fn, has_aux=True)
+
     def minibatch_step(state: TrainState, minibatch):
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params,
-                                                                          minibatch)
+        (loss, metrics), grads = value_and_grad(state.params, minibatch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         state = TrainState(params=optax.apply_updates(state.params, updates),
                            opt_state=opt_state, step=state.step + 1)
