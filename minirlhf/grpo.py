@@ -118,7 +118,8 @@ class GRPOConfig:
     """Keep flat groups (all rewards equal) out of the loss and its averages (DAPO's dynamic
     sampling, without the refill: the batch shrinks instead)."""
     flat_warning: float = 0.5
-    """Warn when more than this share of an iteration's groups is flat (no gradient)."""
+    """Warn when, over the last 10 iterations, more than this share of the groups was flat
+    (no gradient)."""
     eval_every: int = 25
     """Evaluate on held-out prompts every this many iterations (and at the end)."""
     checkpoint_every: int = 25
@@ -572,7 +573,7 @@ def train_grpo(cfg: GRPOConfig, run_dir: str | Path, task=None,
     key = jax.random.key(cfg.seed)
     end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
     bar = progress(cfg.iterations, "grpo", initial=start)
-    latest, warned = None, False
+    latest, warned, flat = None, False, []
     for it in range(start, end):
         prompts = task.prompts(cfg.prompts_per_iteration, seed=cfg.seed * 1_000_003 + it + 1)
         prompt, prompt_mask = tokenizer.encode_batch(prompts, bos=True, padding="left",
@@ -593,12 +594,13 @@ def train_grpo(cfg: GRPOConfig, run_dir: str | Path, task=None,
         bar.update(1)
         bar.set_postfix(reward=f"{record['reward']:.2f}", flat=f"{record['flat_groups']:.2f}",
                         kl=f"{record['kl']:.2f}")
-        if record["flat_groups"] > cfg.flat_warning and not warned:
+        flat = (flat + [record["flat_groups"]])[-10:]
+        if len(flat) == 10 and np.mean(flat) > cfg.flat_warning and not warned:
             warned = True
-            echo(f"grpo iteration {done}: {record['flat_groups']:.0%} of the groups "
-                      "scored all alike (advantage 0, no gradient). The problems may be too "
-                      "easy or too hard for the model: consider a larger group_size, other "
-                      "prompts, or dynamic_sampling=True to keep them out of the loss.")
+            echo(f"grpo iterations {done - 9}-{done}: {np.mean(flat):.0%} of the groups "
+                 "scored all alike (advantage 0, no gradient). The problems may be too easy "
+                 "or too hard for the model: consider a larger group_size, other prompts, or "
+                 "dynamic_sampling=True to keep them out of the loss.")
         if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
             ckpt.save(done, state.params, state.opt_state,
                       {**meta, "stage": "grpo", "config": to_dict(cfg), "iteration": done,
@@ -612,7 +614,7 @@ def train_grpo(cfg: GRPOConfig, run_dir: str | Path, task=None,
         latest = evaluate(graphdef, params)
     summary = {"base": base_figures, "grpo": latest or {}, "reward": reward.name}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-    plot_grpo(read_metrics(run_dir / "metrics.jsonl"), run_dir / "grpo.png")
+    plot_grpo(read_metrics(run_dir / "metrics.jsonl"), run_dir / "grpo.png", base_figures)
     return graphdef, params, summary
 
 
@@ -661,9 +663,10 @@ def _setup(cfg: GRPOConfig, task, reward_fn):
 # --- plots -------------------------------------------------------------------------------------
 
 
-def plot_grpo(history: list[dict], path: str | Path) -> None:
-    """Five panels over iterations: held-out accuracy (or whatever the evaluator reports),
-    reward, response length, KL to the reference, and the share of flat groups."""
+def plot_grpo(history: list[dict], path: str | Path, base: dict | None = None) -> None:
+    """Five panels over iterations: held-out accuracy (or whatever the evaluator reports,
+    the starting model's figures `base` at iteration 0), reward, response length, KL to the
+    reference, and the share of flat groups."""
     rows = [r for r in history if "reward" in r]
     it = [r["step"] for r in rows]
     ev = [r for r in rows if any(k.startswith("eval_") for k in r)]
@@ -672,7 +675,9 @@ def plot_grpo(history: list[dict], path: str | Path) -> None:
     keys = sorted({k for r in ev for k in r if k.startswith("eval_pass@")}) or \
         sorted({k for r in ev for k in r if k in ("eval_gold", "eval_score")})
     for k in keys:
-        axes[0].plot([r["step"] for r in ev], [r[k] for r in ev], "o-", label=k[5:])
+        start = [(0, base[k[5:]])] if base and k[5:] in base else []
+        steps, values = zip(*(start + [(r["step"], r[k]) for r in ev]))
+        axes[0].plot(steps, values, "o-", label=k[5:])
     axes[0].set_title("held-out evaluation", fontsize=9)
     if keys:
         axes[0].legend(fontsize=8)

@@ -207,6 +207,23 @@ def test_resumed_run_equals_uninterrupted(tiny_base, tmp_path):
                    reward_fn=thinks)
 
 
+def test_a_run_of_flat_groups_is_warned_about(tiny_base, tmp_path):
+    lines = []
+    cfg = dataclasses.replace(tiny_cfg(tiny_base), iterations=10, checkpoint_every=10,
+                              eval_every=10, update_epochs=1)
+    constant = lambda ps, rs: np.ones(len(rs), np.float32)  # every group flat
+    train_grpo(cfg, tmp_path / "run", task=PromptsOnly(), reward_fn=constant, echo=lines.append)
+    warnings = [line for line in lines if "scored all alike" in line]
+    assert len(warnings) == 1 and "iterations 1-10: 100%" in warnings[0], lines
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert all(r["flat_groups"] == 1.0 for r in records)
+    lines.clear()
+    half = lambda ps, rs: np.array([len(r) % 2 if p == ps[0] else 1 for p, r in zip(ps, rs)],
+                                   np.float32)  # at most 1 group in 4 has a signal
+    train_grpo(cfg, tmp_path / "run2", task=PromptsOnly(), reward_fn=half, echo=lines.append)
+    assert any("scored all alike" in line for line in lines)
+
+
 def test_bad_configs_are_refused():
     with pytest.raises(ValueError, match="group_size must be >= 2"):
         GRPOConfig(group_size=1)
