@@ -48,7 +48,8 @@ def make_env(name: str) -> JaxEnv:
 
 register_envs()
 
-__all__ = ["ReviewTask", "ArithmeticTask", "TASKS", "make_task", "GYM_TASKS", "make_env", "register_envs",
+__all__ = ["ReviewTask", "ArithmeticTask", "TASKS", "make_task", "GYM_TASKS", "make_env",
+           "register_envs",
            "JaxEnv", "JaxGymEnv", "AutoReset", "AutoResetState",
            "CartPole", "CartPoleParams", "CartPoleState", "Acrobot", "AcrobotParams",
            "AcrobotState", "MountainCar", "MountainCarParams", "MountainCarState",

@@ -288,7 +288,8 @@ print(f"k3 loss at pi_theta = pi_ref: {float(kl_only(logp0, logp0)) + 0.0:.4f}; 
 # %% [markdown]
 # **How often does the clip bite in practice?** Only once the ratio has moved. GRPO's default
 # here is one pass (`update_epochs=1`) over two minibatches, so the first minibatch is at
-# $\rho = 1$ exactly and the second after one Adam step: section 3's run logs `clip_low` and
+# $\rho = 1$ (up to float rounding: $\pi_{old}$'s log-probs are the sampler's, the update's a
+# full forward's) and the second after one Adam step: section 3's run logs `clip_low` and
 # `clip_high`, the share of tokens clipped, and they stay near 0. The clip matters when the same
 # batch is reused for several epochs (DeepSeekMath's $\mu$; exercise 7), which is what PPO's
 # ratio was built for.

@@ -50,7 +50,8 @@ from minirlhf.checkpoint import Checkpointer, load_model
 from minirlhf.configs import check_positive_ints, check_same_config, to_dict
 from minirlhf.distributions import kl_estimate, masked_sum
 from minirlhf.generate import SamplingConfig, generate
-from minirlhf.logging import MetricsWriter, atomic_write_text, progress, read_metrics, say
+from minirlhf.logging import (MetricsWriter, atomic_write_text, progress, read_metrics, save_figure,
+                              say)
 from minirlhf.losses import AGGREGATIONS, aggregate, count_responses, grpo_loss
 from minirlhf.optim import TrainState, accumulate_gradients, num_microbatches
 from minirlhf.parallel import (DATA, check_divisible, default_microbatch_tokens, make_mesh,
@@ -691,7 +692,4 @@ def plot_grpo(history: list[dict], path: str | Path, base: dict | None = None) -
         ax.set_xlabel("GRPO iteration")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    save_figure(fig, path)

@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 
 from minirlhf.checkpoint import Checkpointer
 from minirlhf.configs import from_dict, to_dict
-from minirlhf.logging import MetricsWriter, atomic_write_text, progress, read_metrics
+from minirlhf.logging import (MetricsWriter, atomic_write_text, progress, read_metrics,
+                              save_figure)
 from minirlhf.normalize import init_stats, normalize
 from minirlhf.ppo import (PPOConfig, greedy_action, init_agents, init_policy, make_train,
                           num_iterations,
@@ -191,10 +192,7 @@ def plot_learning_curve(records: list[dict], path: str | Path, title: str = "") 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 # --- loading and evaluation ----------------------------------------------------------------
@@ -344,7 +342,4 @@ def write_filmstrip(frames: list[np.ndarray], path: str | Path, n: int = 8,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=80)

@@ -76,6 +76,14 @@ def progress(total: int, desc: str, initial: int = 0, disable: bool | None = Non
                 leave=True)
 
 
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> None:
+    """Write a figure as PNG via a temporary file and a rename: never a half-written plot."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    os.replace(tmp, path)
+
+
 def say(text: str) -> None:
     """Print a line without breaking an open progress bar (tqdm.write)."""
     tqdm.write(text)
@@ -96,7 +104,4 @@ def plot_curves(records: list[dict], keys: list[str], path: str | Path, title: s
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    save_figure(fig, path)

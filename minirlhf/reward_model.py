@@ -36,7 +36,7 @@ from minirlhf.configs import check_positive_ints, check_same_config, to_dict
 from minirlhf.envs.labelers import (Labeler, agreement_rate, gold_agreement,
                                     temperature_for_gold_agreement)
 from minirlhf.generate import SamplingConfig, generate
-from minirlhf.logging import atomic_write_text, plot_curves
+from minirlhf.logging import atomic_write_text, plot_curves, save_figure
 from minirlhf.losses import bradley_terry_loss, ranking_pairs
 from minirlhf.model import forward
 from minirlhf.optim import OptimConfig, TrainState, accumulate_gradients, num_microbatches
@@ -372,10 +372,7 @@ def plot_reward_model(metrics: dict, path: str | Path) -> None:
     ax2.set_title(f"score vs gold: Pearson {metrics['pearson_gold']:.2f}, "
                   f"Spearman {metrics['spearman_gold']:.2f}", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 # --- the stage ------------------------------------------------------------------------------

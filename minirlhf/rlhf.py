@@ -52,7 +52,8 @@ from matplotlib.figure import Figure
 from minirlhf.checkpoint import Checkpointer, load_model, load_with_heads
 from minirlhf.configs import check_positive_ints, check_same_config, to_dict
 from minirlhf.distributions import masked_mean, masked_sum, whiten
-from minirlhf.logging import MetricsWriter, atomic_write_text, progress, read_metrics
+from minirlhf.logging import (MetricsWriter, atomic_write_text, progress, read_metrics,
+                              save_figure)
 from minirlhf.losses import approx_kl, clip_fraction, clipped_surrogate_loss, clipped_value_loss
 from minirlhf.optim import TrainState
 from minirlhf.parallel import check_divisible, make_mesh, replicate, shard_batch
@@ -633,12 +634,6 @@ def train_rlhf(cfg: RLHFConfig, run_dir: str | Path, stop_after: int | None = No
 # --- plots -------------------------------------------------------------------------------------
 
 
-def _save(fig: Figure, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
-
-
 def plot_training(history: list[dict], path: str | Path, title: str = "PPO on the reward model"):
     """Reward-model score and gold reward (left), KL to SFT and beta (right) per iteration."""
     fig = Figure(figsize=(10, 3.8))
@@ -664,7 +659,7 @@ def plot_training(history: list[dict], path: str | Path, title: str = "PPO on th
     ax2.legend(loc="upper left", fontsize=8)
     twin.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    _save(fig, Path(path))
+    save_figure(fig, path)
 
 
 def plot_gold_vs_score(points: dict, n: int, path: str | Path) -> None:
@@ -680,4 +675,4 @@ def plot_gold_vs_score(points: dict, n: int, path: str | Path) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, Path(path))
+    save_figure(fig, path)
