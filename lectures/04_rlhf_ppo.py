@@ -80,8 +80,9 @@ from minirlhf.envs import make_task
 from minirlhf.logging import read_metrics
 from minirlhf.pipeline import PRESETS, preset, run_pipeline, stage_configs
 from minirlhf.reward_model import load_reward_model
+from minirlhf.critic import load_critic
 from minirlhf.rlhf import (AdaptiveKLController, Evaluator, Frozen, best_of_n_kl, kl_controller,
-                           lm_ppo_loss, load_critic, load_models, train_rlhf)
+                           lm_ppo_loss, load_models, train_rlhf)
 from minirlhf.rollout import kl_shaped_rewards, response_outputs, rollout, token_gae
 from minirlhf.tokenizer import EOS_ID
 
@@ -490,11 +491,12 @@ print(inspect.getsource(lm_ppo_loss))
 # (`RLHFConfig.critic = "reward_model"`; InstructGPT: "we initialize the value function from
 # the RM"). A value function answers "what will this response score?" from a prefix; the
 # reward model answers the same question from a whole response, so it is where a critic
-# should start. `critic_from_reward_model` copies the reward model's transformer and turns
-# its score head, read at the last token, into a value head read at *every* token, with the
-# reward model's normalisation folded in: at the end of a response $V$ is the normalised score
-# the reward model will give; on a prefix it is the reward model's guess from what is there,
-# from inputs it was never trained on, which the critic's own optimiser (learning rate
+# should start. `critic_from_reward_model` (`minirlhf/critic.py`) copies the reward model's
+# transformer and turns its score head, read at the last token, into a value head read at
+# *every* token, with the reward model's normalisation folded in: at the last state of a
+# response (everything but its final token) $V$ is the reward model's normalised score of
+# that text; on an earlier prefix it is the reward model's guess from what is there, from
+# inputs it was never trained on, which the critic's own optimiser (learning rate
 # `value_lr`) corrects within a few iterations. The other design, `critic="shared"` (OpenAI's
 # lm-human-preferences, TRL's value-head models), puts a zero-initialised value head on the
 # policy's own transformer: one forward pass gives both logits and values, a third less time
