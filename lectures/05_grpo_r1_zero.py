@@ -41,7 +41,7 @@
 # | 3 | R1-Zero on arithmetic: the verifier, the base model, GRPO, curves, samples, length | `envs/arithmetic.py`, `minirlhf/r1_zero.py` |
 # | 4 | two biases of GRPO on real batches: length aggregation and the std division (Dr. GRPO) | `minirlhf/losses.py`, `minirlhf/advantages.py` |
 # | 5 | zero-variance ("flat") groups and dynamic sampling | `minirlhf/advantages.py`, `minirlhf/grpo.py` |
-# | 6 | pass@1 vs. pass@k: does RL teach new answers or sharpen old ones? | `minirlhf/grpo.py` |
+# | 6 | pass@1 vs. pass@k: does RL teach new answers or sharpen old ones? | `minirlhf/evaluation.py` |
 # | 7 | exercises | |
 #
 # Everything runs on a laptop CPU, in about 3 minutes on 2 cores; most of it is section 3's
@@ -76,7 +76,8 @@ from minirlhf.checkpoint import load_model
 from minirlhf.envs import make_task
 from minirlhf.envs.arithmetic import parse_prompt, strict_response, worked_columns
 from minirlhf.generate import SamplingConfig, generate
-from minirlhf.grpo import VerifierEvaluator, counted_responses, pass_at_k
+from minirlhf.evaluation import VerifierEvaluator, pass_at_k
+from minirlhf.grpo import counted_responses
 from minirlhf.logging import read_metrics
 from minirlhf.losses import AGGREGATIONS, aggregate, grpo_loss
 from minirlhf.model import count_params, init_model

@@ -49,6 +49,7 @@ from minirlhf.advantages import GROUP_ADVANTAGES, flat_groups, group_advantages
 from minirlhf.checkpoint import Checkpointer, load_model
 from minirlhf.configs import check_positive_ints, check_same_config, to_dict
 from minirlhf.distributions import kl_estimate, masked_sum
+from minirlhf.evaluation import VerifierEvaluator, base_pass_at_k
 from minirlhf.generate import SamplingConfig, generate
 from minirlhf.logging import (MetricsWriter, atomic_write_text, progress, read_metrics, save_figure,
                               say)
@@ -104,7 +105,8 @@ class GRPOConfig:
     """Adam's learning rate (constant)."""
     microbatch_tokens: int = -1
     """Gradient accumulation: each minibatch's gradient is summed over microbatches of at
-    most this many tokens (prompt + response), the same gradient up to float rounding.
+    most this many tokens (prompt + response, all devices together: the update runs on the
+    global batch), the same gradient up to float rounding.
     0: the whole minibatch at once; -1: 512 on CPU, where it is faster, 0 on GPU/TPU
     (`parallel.default_microbatch_tokens`)."""
     max_grad_norm: float = 1.0
@@ -342,8 +344,10 @@ def make_grpo_update(cfg: GRPOConfig, graphdef: nnx.GraphDef,
                                                                     counts),
                                     params, mb, n, min(unroll, n))
 
+    # A minibatch with no token in the loss (all its responses flat under dynamic sampling,
+    # or all truncated) takes no step: its gradient is 0, but Adam would still move.
     return make_update(None, optimizer, cfg.update_epochs, cfg.num_minibatches,
-                       grad_fn=grads_of)
+                       grad_fn=grads_of, step_if=lambda mb: jnp.any(mb.loss_mask))
 
 
 def make_iteration(cfg: GRPOConfig, graphdef: nnx.GraphDef, ref_graphdef: nnx.GraphDef,
@@ -403,86 +407,7 @@ def make_iteration(cfg: GRPOConfig, graphdef: nnx.GraphDef, ref_graphdef: nnx.Gr
     return iteration
 
 
-# --- evaluation --------------------------------------------------------------------------------
-
-
-def pass_at_k(n: int, c: np.ndarray | int, k: int) -> np.ndarray:
-    """The unbiased estimator of pass@k from n samples of which c are correct
-    (Chen et al. 2021, eq. 1): 1 - C(n - c, k) / C(n, k), the chance that k samples drawn
-    without replacement from the n include a correct one.
-
-    Args:
-        n: samples per problem. c: (...) correct samples per problem. k: 1 <= k <= n.
-    Returns:
-        (...) float64.
-    """
-    if not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 1 <= k <= n, got k={k}, n={n}")
-    c = np.asarray(c)
-    # C(n - c, k) / C(n, k) = prod_{i = n - c + 1}^{n} (1 - k / i), stable for large n.
-    def one(ci):
-        if n - ci < k:
-            return 1.0
-        return 1.0 - float(np.prod(1.0 - k / np.arange(n - ci + 1, n + 1)))
-    return np.vectorize(one, otypes=[np.float64])(c)
-
-
-class VerifierEvaluator:
-    """pass@1, pass@k, format rate and length on held-out prompts of a verifiable task.
-
-    The task needs `held_out_prompts(n, seed, harder=False)` and
-    `verify(prompt, response) -> (correct, formatted)`. Each evaluation samples k responses
-    per prompt at temperature 1 with a fixed key, so the same parameters give the same
-    figures.
-    """
-
-    def __init__(self, task, tokenizer: CharTokenizer, n: int, k: int, max_new_tokens: int,
-                 seed: int, harder: bool = False):
-        self.task, self.tokenizer, self.k = task, tokenizer, k
-        self.prompts = task.held_out_prompts(n, seed=seed + 777, harder=harder)
-        rows = [p for p in self.prompts for _ in range(k)]
-        self.prompt, self.prompt_mask = tokenizer.encode_batch(
-            rows, bos=True, padding="left", length=1 + task.max_prompt_chars)
-        self.cfg = SamplingConfig(max_new_tokens=max_new_tokens)
-        self.key = jax.random.fold_in(jax.random.key(seed), 20_000 + int(harder))
-
-    def samples(self, graphdef, params) -> list[list[str]]:
-        """k responses per held-out prompt."""
-        gen = generate(graphdef, params, self.prompt, self.prompt_mask, self.key, self.cfg)
-        texts = self.tokenizer.decode_batch(np.asarray(gen.tokens), np.asarray(gen.mask))
-        return [texts[i * self.k:(i + 1) * self.k] for i in range(len(self.prompts))]
-
-    def __call__(self, graphdef, params) -> dict:
-        """pass@1, pass@k, format (share of responses in the strict format) and length
-        (characters, without EOS), under "correct" the number of correct responses to each
-        prompt (of k), and under "samples" the first response to each prompt."""
-        groups = self.samples(graphdef, params)
-        verdicts = np.array([[self.task.verify(p, r) for r in rs]
-                             for p, rs in zip(self.prompts, groups)])  # (n, k, 2)
-        correct = verdicts[..., 0].sum(axis=1)
-        return {"pass@1": float(pass_at_k(self.k, correct, 1).mean()),
-                f"pass@{self.k}": float(pass_at_k(self.k, correct, self.k).mean()),
-                "format": float(verdicts[..., 1].mean()),
-                "length": float(np.mean([len(r) for rs in groups for r in rs])),
-                "correct": correct.tolist(), "samples": [rs[0] for rs in groups]}
-
-
 # --- the stage ---------------------------------------------------------------------------------
-
-
-def base_pass_at_k(graphdef, params, tokenizer, task, prompts: list[str], k: int,
-                   max_new_tokens: int, key) -> float:
-    """pass@k of a model on training prompts (k samples each, temperature 1): the share of
-    prompts that at least one of k responses solves. GRPO learns nothing from a group in
-    which every response is wrong, so a base model at 0 gives it nothing to work with."""
-    rows = [p for p in prompts for _ in range(k)]
-    prompt, prompt_mask = tokenizer.encode_batch(rows, bos=True, padding="left",
-                                                 length=1 + task.max_prompt_chars)
-    gen = generate(graphdef, params, prompt, prompt_mask, key,
-                   SamplingConfig(max_new_tokens=max_new_tokens))
-    texts = tokenizer.decode_batch(np.asarray(gen.tokens), np.asarray(gen.mask))
-    correct = np.array([task.verify(p, t)[0] for p, t in zip(rows, texts)]).reshape(-1, k)
-    return float(correct.any(axis=1).mean())
 
 
 def train_grpo(cfg: GRPOConfig, run_dir: str | Path, task=None,
@@ -645,6 +570,11 @@ def _setup(cfg: GRPOConfig, task, reward_fn):
         if rm_tokenizer.to_json() != tokenizer.to_json():
             raise ValueError(f"the reward model in {cfg.reward!r} and the model in "
                              f"{cfg.init!r} use different tokenizers")
+        P = 1 + task.max_prompt_chars
+        if P + cfg.max_new_tokens > rm_meta["model"]["max_len"]:
+            raise ValueError(f"GRPOConfig.max_new_tokens={cfg.max_new_tokens} plus the longest "
+                             f"prompt ({P} tokens) exceeds the reward model's max_len="
+                             f"{rm_meta['model']['max_len']}")
         reward, reward_params = model_reward(rm_graphdef, rm_meta["normalization"]), rm_params
     else:
         fn = reward_fn if reward_fn is not None else getattr(task, "reward", None)

@@ -243,7 +243,8 @@ def action_entropy(out: PolicyOutput) -> jax.Array:
 
 def make_update(loss_fn: Callable[[Any, Any], tuple[jax.Array, dict]] | None,
                 optimizer: optax.GradientTransformation, update_epochs: int,
-                num_minibatches: int, grad_fn: Callable | None = None):
+                num_minibatches: int, grad_fn: Callable | None = None,
+                step_if: Callable[[Any], jax.Array] | None = None):
     """PPO's optimisation phase over a collected batch, generic over the loss.
 
     Each epoch shuffles the batch along its leading axis and splits it into
@@ -258,21 +259,29 @@ def make_update(loss_fn: Callable[[Any, Any], tuple[jax.Array, dict]] | None,
             `jax.value_and_grad(loss_fn, has_aux=True)`: e.g. a minibatch's gradient summed
             over microbatches (`optim.accumulate_gradients`, as GRPO does); loss_fn is then
             unused.
+        step_if: minibatch -> scalar bool; where False the step is skipped (the state is
+            kept as it was), e.g. for a minibatch with nothing in its loss, where Adam would
+            otherwise still move the parameters along its momentum.
     Returns:
         update(state, batch, key) -> (state, metrics): batch is a pytree of arrays with a
         common leading size divisible by num_minibatches; each metric is averaged over all
         epochs x minibatches gradient steps.
     """
 
+    if loss_fn is None and grad_fn is None:
+        raise ValueError("make_update needs a loss_fn or a grad_fn")
     value_and_grad = grad_fn if grad_fn is not None else \
         jax.value_and_grad(loss_fn, has_aux=True)
 
     def minibatch_step(state: TrainState, minibatch):
         (loss, metrics), grads = value_and_grad(state.params, minibatch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        state = TrainState(params=optax.apply_updates(state.params, updates),
-                           opt_state=opt_state, step=state.step + 1)
-        return state, dict(metrics, loss=loss)
+        new = TrainState(params=optax.apply_updates(state.params, updates),
+                         opt_state=opt_state, step=state.step + 1)
+        if step_if is not None:
+            take = step_if(minibatch)
+            new = jax.tree.map(lambda n, o: jnp.where(take, n, o), new, state)
+        return new, dict(metrics, loss=loss)
 
     def update(state: TrainState, batch, key: jax.Array):
         n = jax.tree.leaves(batch)[0].shape[0]

@@ -24,9 +24,10 @@ from pathlib import Path
 import jax
 
 from minirlhf.checkpoint import load_model
-from minirlhf.configs import check_positive_ints, to_dict
+from minirlhf.configs import check_positive_ints, check_same_config, to_dict
 from minirlhf.envs import make_task
-from minirlhf.grpo import GRPOConfig, VerifierEvaluator, train_grpo
+from minirlhf.evaluation import VerifierEvaluator
+from minirlhf.grpo import GRPOConfig, train_grpo
 from minirlhf.logging import atomic_write_text, say
 from minirlhf.model import ModelConfig
 from minirlhf.optim import OptimConfig
@@ -103,6 +104,9 @@ def run_r1_zero(cfg: R1ZeroConfig, out: str | Path, echo=say,
         if P + n > max_len:
             raise ValueError(f"R1ZeroConfig.{name}={n} plus the task's longest prompt "
                              f"({P} tokens with BOS) exceeds the model's max_len={max_len}")
+    # A GRPO run already in `out` resumes only with the same config: refuse another one now,
+    # before this run's config is written over the old one's.
+    check_same_config(out / "grpo", cfg.grpo(cfg.init or str(out / "base")))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "r1_zero_config.json", json.dumps(to_dict(cfg), indent=2))
     times = {}

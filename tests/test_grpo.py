@@ -13,10 +13,10 @@ import optax
 import pytest
 
 from minirlhf.checkpoint import load_model
+from minirlhf.configs import to_dict
 from minirlhf.envs import make_task
 from minirlhf.grpo import (GroupBatch, GRPOConfig, counted_responses, make_grpo_update,
                            make_iteration, make_optimizer, rule_reward, train_grpo)
-from minirlhf.lm_training import LMTrainConfig
 from minirlhf.model import ModelConfig
 from minirlhf.optim import TrainState
 from minirlhf.pretrain import PretrainConfig, pretrain
@@ -68,6 +68,20 @@ def run_iteration(cfg, init, reward_fn, jit=True, prompts=None, opt=None):
     return params, it(state, params, None, p, m, jax.random.key(1))
 
 
+def random_group_batch(rng, B=8, P=5, N=6):
+    lengths = rng.integers(1, N + 1, size=B)
+    mask = np.arange(N)[None, :] < lengths[:, None]
+    return GroupBatch(
+        prompt=jnp.asarray(rng.integers(3, 30, (B, P)), jnp.int32),
+        prompt_mask=jnp.ones((B, P), bool),
+        tokens=jnp.asarray(np.where(mask, rng.integers(3, 30, (B, N)), 0), jnp.int32),
+        mask=jnp.asarray(mask),
+        logprobs=jnp.asarray(np.where(mask, -rng.random((B, N)) - 1.0, 0.0), jnp.float32),
+        ref_logprobs=jnp.asarray(np.where(mask, -rng.random((B, N)) - 1.0, 0.0), jnp.float32),
+        advantages=jnp.asarray(rng.normal(size=B), jnp.float32),
+        loss_mask=jnp.asarray(mask))
+
+
 def test_jitted_iteration_equals_eager(tiny_base):
     # Plain SGD: Adam's first steps are about lr * sign(gradient), which turns a float
     # difference in a near-zero gradient into a difference of lr.
@@ -88,21 +102,9 @@ def test_update_in_microbatches_equals_the_whole_minibatch(tiny_base, aggregatio
     added up) is the gradient of the whole minibatch at once, whatever the aggregation, with
     responses of different lengths and some masked out (a flat group, a truncated one)."""
     graphdef, params, _, _ = load_model(tiny_base)
-    rng = np.random.default_rng(0)
-    B, P, N = 8, 5, 6
-    lengths = rng.integers(1, N + 1, size=B)
-    mask = np.arange(N)[None, :] < lengths[:, None]
-    loss_mask = mask.copy()
-    loss_mask[[2, 3]] = False  # responses kept out of the loss
-    batch = GroupBatch(
-        prompt=jnp.asarray(rng.integers(3, 30, (B, P)), jnp.int32),
-        prompt_mask=jnp.ones((B, P), bool),
-        tokens=jnp.asarray(np.where(mask, rng.integers(3, 30, (B, N)), 0), jnp.int32),
-        mask=jnp.asarray(mask),
-        logprobs=jnp.asarray(np.where(mask, -rng.random((B, N)) - 1.0, 0.0), jnp.float32),
-        ref_logprobs=jnp.asarray(np.where(mask, -rng.random((B, N)) - 1.0, 0.0), jnp.float32),
-        advantages=jnp.asarray(rng.normal(size=B), jnp.float32),
-        loss_mask=jnp.asarray(loss_mask))
+    P, N = 5, 6
+    batch = random_group_batch(np.random.default_rng(0), 8, P, N)
+    batch = batch.replace(loss_mask=batch.loss_mask.at[jnp.asarray([2, 3])].set(False))
     results = []
     for micro_tokens, unroll in ((0, 1), (2 * (P + N), 1), (2 * (P + N), 2)):
         cfg = dataclasses.replace(tiny_cfg(tiny_base), aggregation=aggregation, num_minibatches=2,
@@ -121,6 +123,36 @@ def test_update_in_microbatches_equals_the_whole_minibatch(tiny_base, aggregatio
     moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in
                 zip(jax.tree.leaves(whole.params), jax.tree.leaves(params)))
     assert moved > 1e-4
+
+
+def test_responses_out_of_the_loss_change_nothing(tiny_base):
+    """Dynamic sampling's masked-out responses (k3 term included, beta > 0) weigh exactly
+    as if they were not in the batch; and a minibatch with nothing left in its loss takes no
+    step at all (Adam would otherwise move the parameters along its momentum)."""
+    graphdef, params, _, _ = load_model(tiny_base)
+    batch = random_group_batch(np.random.default_rng(1))
+    keep = np.array([True, True, False, True, False, True, True, True])
+    masked = batch.replace(loss_mask=batch.loss_mask & jnp.asarray(keep)[:, None])
+    removed = jax.tree.map(lambda x: x[keep], batch)
+    cfg = dataclasses.replace(tiny_cfg(tiny_base), num_minibatches=1, update_epochs=1,
+                              max_new_tokens=6, beta=0.2)
+    sgd = optax.sgd(0.5)
+    update = jax.jit(make_grpo_update(cfg, graphdef, sgd))
+    start = TrainState(params, sgd.init(params), jnp.int32(0))
+    a, _ = update(start, masked, jax.random.key(0))
+    b, _ = update(start, removed, jax.random.key(0))
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_allclose(x, y, atol=1e-6)
+
+    adam = make_optimizer(cfg)
+    update = jax.jit(make_grpo_update(cfg, graphdef, adam))
+    state, _ = update(TrainState(params, adam.init(params), jnp.int32(0)), batch,
+                      jax.random.key(0))  # a real step: Adam now has momentum
+    empty = batch.replace(loss_mask=jnp.zeros_like(batch.loss_mask))
+    after, metrics = update(state, empty, jax.random.key(1))
+    for x, y in zip(jax.tree.leaves(after), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(x, y)
+    assert float(metrics["loss"]) == 0.0
 
 
 def test_rewards_reach_the_right_rows_and_kl_is_never_negative(tiny_base):
@@ -276,6 +308,14 @@ def test_job_refuses_bad_input_before_any_work(tiny_base, tmp_path):
     with pytest.raises(ValueError, match="max_new_tokens=200"):
         run_r1_zero(R1ZeroConfig(init=str(tiny_base), max_new_tokens=200), tmp_path / "d")
     assert not any((tmp_path / name).exists() for name in "abcd")
+    # A GRPO run of another config in the folder: refused before this config is written.
+    cfg = R1ZeroConfig(init=str(tiny_base), max_new_tokens=24, harder_max_new_tokens=24)
+    (tmp_path / "e" / "grpo").mkdir(parents=True)
+    (tmp_path / "e" / "grpo" / "config.json").write_text(
+        json.dumps(to_dict(dataclasses.replace(cfg.grpo(str(tiny_base)), beta=0.5))))
+    with pytest.raises(ValueError, match="beta"):
+        run_r1_zero(cfg, tmp_path / "e")
+    assert not (tmp_path / "e" / "r1_zero_config.json").exists()
 
 
 # --- learning ---------------------------------------------------------------------------

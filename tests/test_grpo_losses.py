@@ -11,7 +11,7 @@ import pytest
 from jax.test_util import check_grads
 
 from minirlhf.advantages import flat_groups, group_advantages
-from minirlhf.grpo import pass_at_k
+from minirlhf.evaluation import pass_at_k
 from minirlhf.losses import aggregate, clipped_surrogate, clipped_surrogate_loss, grpo_loss
 
 

@@ -250,8 +250,10 @@ GRPO_SCRIPT = textwrap.dedent("""
     g, p = init_model(ModelConfig(**base), jax.random.key(0))
     mg, mp = init_model(ModelConfig(**base, scalar_head=True), jax.random.key(1))
     mp["score"]["kernel"] = jax.random.normal(jax.random.key(2), mp["score"]["kernel"].shape)
+    # Microbatches of 64 tokens (2 responses of 23): accumulation on the sharded batch too.
     cfg = GRPOConfig(prompts_per_iteration=8, group_size=4, max_new_tokens=12,
-                     num_minibatches=2, update_epochs=2, beta=0.1, clip_eps_high=0.28)
+                     num_minibatches=2, update_epochs=2, beta=0.1, clip_eps_high=0.28,
+                     microbatch_tokens=64)
     opt = optax.sgd(0.05)
     prompt, mask = tok.encode_batch(task.prompts(8, seed=0), bos=True, padding="left",
                                     length=1 + task.max_prompt_chars)
