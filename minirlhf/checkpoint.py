@@ -52,11 +52,12 @@ class Checkpointer:
         """Write checkpoint `step` atomically (blocks until it is on disk).
 
         `extra` items (pytrees of arrays, e.g. a separate critic's parameters) are saved
-        beside the three standard ones; read them back with `restore_item`.
+        beside the three standard ones; read them back with `restore_item`. opt_state None:
+        parameters only (read them back with `restore_params`).
         """
+        state = {} if opt_state is None else {"opt_state": ocp.args.StandardSave(opt_state)}
         self.manager.save(step, args=ocp.args.Composite(
-            params=ocp.args.StandardSave(params),
-            opt_state=ocp.args.StandardSave(opt_state),
+            params=ocp.args.StandardSave(params), **state,
             meta=ocp.args.JsonSave(meta),
             **{name: ocp.args.StandardSave(tree) for name, tree in extra.items()}))
         self.manager.wait_until_finished()

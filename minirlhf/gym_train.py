@@ -61,15 +61,26 @@ def _record(metrics: dict, index) -> dict:
     return out
 
 
-def train_agents(cfg: PPOConfig, out: str | Path) -> dict:
+def train_agents(cfg: PPOConfig, out: str | Path, wrap=None, wrap_args=None,
+                 lines: dict[str, float] | None = None) -> dict:
     """Train cfg.num_seeds PPO agents on cfg.env; write a run folder; return a summary.
 
     The run folder gets `config.json`, `metrics.jsonl` (one line per iteration and seed),
     `learning_curve.png`, `checkpoints/` (all agents' policies and observation statistics)
     and `summary.json`. An existing run folder is overwritten.
+
+    Args:
+        wrap: (env, arg) -> env, a wrapper around the AutoReset task (JAX tasks only), e.g.
+            a learned reward (trex.LearnedReward); AutoReset inside it keeps logging the
+            task's own return. wrap_args: a pytree whose leaves have a leading axis of
+            cfg.num_seeds: agent i trains on wrap(env, wrap_args[i]), all in one vmap.
+        lines: horizontal reference lines on the learning curve, {label: return}.
     """
     out = Path(out)
     backend = resolve_backend(cfg)
+    if wrap is not None and backend != "jax":
+        raise ValueError(f"train_agents(wrap=...) needs a JAX task; {cfg.env!r} runs through "
+                         "the gymnasium bridge")
     spaces = _spaces(cfg, backend)  # a bad env id fails here, before anything is written
     n_iter = num_iterations(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,14 +97,18 @@ def train_agents(cfg: PPOConfig, out: str | Path) -> dict:
         from minirlhf.envs.core import AutoReset
 
         env = AutoReset(make_env(cfg.env))
-        graphdef, init, run, _ = make_train(cfg, env)
         chunk = _chunk_size(n_iter)
-        # All seeds at once: vmap the training, but initialise one seed at a time (see
+        if wrap is None:
+            wrap, wrap_args = (lambda env, _: env), jnp.zeros(cfg.num_seeds)
+        first = jax.tree.map(lambda x: x[0], wrap_args)
+        graphdef, init, _, _ = make_train(cfg, wrap(env, first))
+        # All seeds at once: vmap the training (each agent with its own wrap argument, so
+        # make_train runs inside the trace), but initialise one seed at a time (see
         # ppo.init_agents for the deadlock a vmapped initialisation can hit).
-        run_chunk = jax.jit(jax.vmap(lambda r: run(r, chunk)))
+        run_chunk = jax.jit(jax.vmap(lambda r, a: make_train(cfg, wrap(env, a))[2](r, chunk)))
         runner = init_agents(init, [jax.random.key(s) for s in seeds])
         for start in range(0, n_iter, chunk):
-            runner, metrics = run_chunk(runner)
+            runner, metrics = run_chunk(runner, wrap_args)
             metrics = jax.device_get(metrics)  # (seeds, chunk) each
             for i in range(chunk):
                 for s, seed in enumerate(seeds):
@@ -125,7 +140,8 @@ def train_agents(cfg: PPOConfig, out: str | Path) -> dict:
     bar.close()
 
     records = read_metrics(out / "metrics.jsonl")
-    plot_learning_curve(records, out / "learning_curve.png", title=f"PPO on {cfg.env}")
+    plot_learning_curve(records, out / "learning_curve.png", title=f"PPO on {cfg.env}",
+                        lines=lines)
     final = final_returns(records, seeds)
     meta = {"config": to_dict(cfg), "backend": backend, "seeds": seeds,
             "final_return": final}
@@ -162,10 +178,12 @@ def final_returns(records: list[dict], seeds: list[int], window: int = 20) -> di
     return out
 
 
-def plot_learning_curve(records: list[dict], path: str | Path, title: str = "") -> None:
+def plot_learning_curve(records: list[dict], path: str | Path, title: str = "",
+                        lines: dict[str, float] | None = None) -> None:
     """Mean episodic return vs environment steps: one thin line per seed, and the mean over
     seeds with a band from the lowest to the highest seed. Each point averages the episodes
-    that ended in the last 2 % of the run's iterations."""
+    that ended in the last 2 % of the run's iterations. `lines`: {label: return} drawn
+    across (e.g. the best demonstration)."""
     fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
     seeds = sorted({r["seed"] for r in records})
@@ -186,6 +204,8 @@ def plot_learning_curve(records: list[dict], path: str | Path, title: str = "") 
         ax.fill_between(steps, np.nanmin(stack, 0), np.nanmax(stack, 0), alpha=0.2,
                         color="k", lw=0, label="min-max over seeds")
         ax.plot(steps, np.nanmean(stack, 0), color="k", lw=2, label="mean over seeds")
+    for (label, value), style in zip((lines or {}).items(), ("--", ":", "-.")):
+        ax.axhline(value, ls=style, color="tab:red", lw=1.2, label=f"{label} ({value:.0f})")
     ax.set_xlabel("environment steps (per agent)")
     ax.set_ylabel("mean episodic return")
     ax.set_title(title)

@@ -1,0 +1,477 @@
+"""T-REX: a reward learned from ranked demonstrations, and RL on it (Brown et al. 2019).
+
+Deck "Large Language Models and RL from Human Feedback", slides "T-REX" and "Learning from
+ranked demonstrations": given demonstrations ranked tau_1 < ... < tau_D (none of them good),
+learn a reward r_theta(s) such that better trajectories have higher returns,
+
+    P(tau_j > tau_i) = exp(sum_{s in tau_j} r(s)) / (exp(sum_{s in tau_i} r(s)) + exp(...)),
+
+which is the Bradley-Terry model of the LM reward model (lecture 3) with a trajectory's
+score the *sum* of its per-step rewards: `losses.trajectory_preference_loss`. Because the
+reward explains *why* one trajectory beats another, RL on it can go past the best
+demonstration, which imitation (bc.py) cannot.
+
+What the paper's code does and this module does too:
+
+* **Snippets, not whole trajectories.** Each training pair is two partial trajectories of
+  the same length L from two demonstrations of different rank, the better one's snippet
+  starting no earlier than the worse one's (progress within an episode counts). Many
+  snippet pairs per demonstration pair is data augmentation: 40 demonstrations give
+  thousands of different comparisons.
+* **Learning from observation**: r_theta(s) sees observations only (optionally actions).
+* **An ensemble** of independently trained reward networks, averaged.
+* **The reward's offset matters for RL and is not learned.** Bradley-Terry only sees
+  differences of returns of equal-length snippets, so r + c fits as well as r. On a task
+  whose episode ends early, the sign of the reward decides whether the agent wants to live
+  or to die. The Atari code feeds PPO sigmoid(r) (always positive: living is good, right
+  when ending the episode means failing, as in CartPole); for MountainCar, where ending the
+  episode means reaching the goal, sigmoid(r) - 1 (always negative: every step costs). On
+  a task that never ends early (Pendulum) the offset does nothing; the reward is
+  standardised. Rewards are standardised over the demonstrations' states first, so the
+  sigmoid sees values of order 1.
+
+    spec, models, history = train_reward(TREXConfig(), demos, env)   # one per seed
+    env_rl = learned_reward_env(AutoReset(env), spec, seed_model(models, 0))  # r_theta
+
+Notation: D demonstrations, T steps, O observation size, I reward-net input size, B pairs
+per step, L snippet length (at most S = snippet_max), M ensemble members.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx, struct
+
+from minirlhf.configs import check_positive_ints
+from minirlhf.demos import Demonstrations
+from minirlhf.losses import trajectory_preference_loss
+from minirlhf.normalize import RunningStats, normalize
+from minirlhf.ppo import PRESETS as PPO_PRESETS
+from minirlhf.ppo import PPOConfig
+
+Transform = Literal["sigmoid", "negative_sigmoid", "standardize"]
+
+
+@dataclass(frozen=True)
+class TREXConfig:
+    """Learning a reward from ranked demonstrations, then PPO on it."""
+
+    env: str = "CartPole-v1"
+    """The JAX task (see minirlhf.envs.GYM_TASKS)."""
+    seed: int = 0
+    """Seed of the first run; run i uses seed + i (reward nets, snippets and PPO)."""
+    num_seeds: int = 3
+    """Independent runs (reward learning and RL), reported as mean +- std."""
+    demos: str = ""
+    """A demonstrations file (.npz, see minirlhf.demos); empty: make them with the task's
+    DEMO_PRESETS and save them in the run folder."""
+    use_actions: bool = False
+    """Give the reward network the action too: r(s, a) instead of r(s)."""
+    hidden: int = 64
+    """Width of the reward network's hidden layers."""
+    depth: int = 2
+    """Hidden layers of the reward network."""
+    ensemble: int = 3
+    """M: reward networks trained independently (own initialisation and snippets) and
+    averaged (the paper's code averages an ensemble for its Atari rewards)."""
+    steps: int = 1000
+    """Adam steps of reward learning."""
+    batch_pairs: int = 64
+    """B: snippet pairs per step."""
+    lr: float = 1e-3
+    """Adam's learning rate."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay of the reward network."""
+    snippet_min: int = 10
+    """Shortest snippet (shorter if a demonstration is shorter)."""
+    snippet_max: int = 50
+    """S: longest snippet."""
+    held_out: float = 0.2
+    """Share of demonstrations kept out of reward learning, to measure how well the
+    learned return ranks demonstrations it never saw."""
+    reward_transform: Transform = "sigmoid"
+    """What PPO receives (see the module docstring): sigmoid(r) (living is good), sigmoid(r)
+    - 1 (every step costs; for tasks whose episode ends at the goal) or r standardised."""
+    rl: PPOConfig = field(default_factory=lambda: PPO_PRESETS["cartpole"])
+    """PPO on the learned reward (its env, seed and num_seeds are set from this config)."""
+
+    def __post_init__(self):
+        check_positive_ints(self, "num_seeds", "hidden", "depth", "ensemble", "steps",
+                            "batch_pairs", "snippet_min", "snippet_max")
+        if self.snippet_min > self.snippet_max:
+            raise ValueError(f"TREXConfig.snippet_min={self.snippet_min} is above "
+                             f"snippet_max={self.snippet_max}")
+        if not 0 <= self.held_out < 1:
+            raise ValueError(f"TREXConfig.held_out must be in [0, 1), got {self.held_out!r}")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ValueError(f"TREXConfig.lr must be > 0 and weight_decay >= 0, got "
+                             f"{self.lr!r} and {self.weight_decay!r}")
+        if self.reward_transform not in ("sigmoid", "negative_sigmoid", "standardize"):
+            raise ValueError(f"TREXConfig.reward_transform must be sigmoid, negative_sigmoid "
+                             f"or standardize, got {self.reward_transform!r}")
+
+    def rl_config(self) -> PPOConfig:
+        """The PPO settings of the RL stage, on this task, seeds and number of runs."""
+        return dataclasses.replace(self.rl, env=self.env, seed=self.seed,
+                                   num_seeds=self.num_seeds)
+
+
+# --- the reward network ------------------------------------------------------------------
+
+
+class RewardNet(nnx.Module):
+    """r_theta: an MLP from one step's input (I,) to a scalar reward."""
+
+    def __init__(self, in_dim: int, hidden: int, depth: int, rngs: nnx.Rngs):
+        sizes = [in_dim] + [hidden] * depth
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
+        self.out = nnx.Linear(sizes[-1], 1, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.layers:
+            x = nnx.relu(layer(x))
+        return self.out(x)[..., 0]
+
+
+@struct.dataclass
+class RewardSpec:
+    """What the reward function needs to know about its inputs (static, hashable)."""
+
+    graphdef: Any = struct.field(pytree_node=False)
+    action_dim: int = struct.field(pytree_node=False)  # 0: observations only
+    discrete: bool = struct.field(pytree_node=False)
+    transform: str = struct.field(pytree_node=False)
+
+
+@struct.dataclass
+class RewardModel:
+    """The learned reward's arrays: M ensemble members' parameters (leading axis M), the
+    observation statistics its inputs are normalised by, and each member's mean and std
+    over the training demonstrations' steps (to standardise it)."""
+
+    params: Any
+    obs_stats: RunningStats
+    mean: jax.Array  # (M,)
+    std: jax.Array  # (M,)
+
+
+def reward_inputs(obs: jax.Array, actions: jax.Array | None, spec: RewardSpec) -> jax.Array:
+    """(..., O) observations [and (...,) or (..., A) actions] -> (..., I) network inputs."""
+    if not spec.action_dim:
+        return obs
+    if spec.discrete:
+        actions = jax.nn.one_hot(actions, spec.action_dim)
+    return jnp.concatenate([obs, actions.astype(obs.dtype)], axis=-1)
+
+
+def raw_rewards(spec: RewardSpec, params, stats: RunningStats, obs: jax.Array,
+                actions: jax.Array | None) -> jax.Array:
+    """(..., ) per-step outputs of one reward network (obs normalised by `stats`)."""
+    x = reward_inputs(normalize(stats, obs), actions, spec)
+    return nnx.merge(spec.graphdef, params)(x)
+
+
+def standardized_reward(spec: RewardSpec, model: RewardModel, obs: jax.Array,
+                        actions: jax.Array | None = None) -> jax.Array:
+    """(...,) the ensemble's reward: the mean over members of (r_m - mean_m) / std_m."""
+    r = jax.vmap(lambda p: raw_rewards(spec, p, model.obs_stats, obs, actions))(model.params)
+    shape = (-1,) + (1,) * (r.ndim - 1)
+    return jnp.mean((r - model.mean.reshape(shape)) / model.std.reshape(shape), axis=0)
+
+
+def rl_reward(spec: RewardSpec, model: RewardModel, obs: jax.Array,
+              actions: jax.Array | None = None) -> jax.Array:
+    """(...,) the reward PPO receives: the standardised reward, transformed (see the module
+    docstring for why the transform, not the data, sets its sign)."""
+    r = standardized_reward(spec, model, obs, actions)
+    if spec.transform == "sigmoid":
+        return jax.nn.sigmoid(r)
+    if spec.transform == "negative_sigmoid":
+        return jax.nn.sigmoid(r) - 1.0
+    return r
+
+
+# --- snippets ----------------------------------------------------------------------------
+
+
+@struct.dataclass
+class Snippets:
+    """B snippet pairs: demonstrations `worse` and `better`, (B,) int32 each, their start
+    steps, and the common length (B,) int32 (at most S)."""
+
+    worse: jax.Array
+    better: jax.Array
+    start_worse: jax.Array
+    start_better: jax.Array
+    length: jax.Array
+
+
+def ranked_pairs(rank: np.ndarray) -> np.ndarray:
+    """(P, 2) int32: every (worse, better) index pair with rank[worse] < rank[better]."""
+    rank = np.asarray(rank)
+    i, j = np.nonzero(rank[:, None] < rank[None, :])
+    return np.stack([i, j], axis=1).astype(np.int32)
+
+
+def sample_snippets(key: jax.Array, pairs: jax.Array, lengths: jax.Array, n: int,
+                    snippet_min: int, snippet_max: int) -> Snippets:
+    """Draw n snippet pairs as T-REX does (Brown et al. 2019, appendix; their Atari code):
+
+    a ranked pair (i worse, j better) uniformly from `pairs`; a length L uniform in
+    [snippet_min, snippet_max], cut to the shorter demonstration; the worse snippet's start
+    t_i uniform in [0, min(len_i, len_j) - L]; the better one's t_j uniform in
+    [t_i, len_j - L] -- never earlier than the worse one's.
+
+    Args:
+        pairs: (P, 2) int32 (worse, better) indices. lengths: (D,) int32.
+    """
+    pair_key, len_key, wi_key, bj_key = jax.random.split(key, 4)
+    pair = pairs[jax.random.randint(pair_key, (n,), 0, pairs.shape[0])]
+    worse, better = pair[:, 0], pair[:, 1]
+    len_w, len_b = lengths[worse], lengths[better]
+    shortest = jnp.minimum(len_w, len_b)
+    length = jnp.minimum(jax.random.randint(len_key, (n,), snippet_min, snippet_max + 1),
+                         shortest)
+
+    def uniform_int(key, low, high):  # integers in [low, high], per element
+        return low + jnp.floor(jax.random.uniform(key, (n,)) * (high - low + 1)).astype(jnp.int32)
+
+    start_w = uniform_int(wi_key, jnp.zeros_like(length), shortest - length)
+    start_b = uniform_int(bj_key, start_w, len_b - length)
+    return Snippets(worse=worse, better=better, start_worse=start_w, start_better=start_b,
+                    length=length.astype(jnp.int32))
+
+
+def snippet_windows(snippets: Snippets, max_len: int, T: int):
+    """(B, S) step indices of each pair's two snippets and the (B, S) mask of real steps."""
+    offsets = jnp.arange(max_len)[None, :]
+    mask = offsets < snippets.length[:, None]
+    steps_w = jnp.minimum(snippets.start_worse[:, None] + offsets, T - 1)
+    steps_b = jnp.minimum(snippets.start_better[:, None] + offsets, T - 1)
+    return steps_w, steps_b, mask
+
+
+def trex_loss(spec: RewardSpec, params, stats: RunningStats, obs: jax.Array,
+              actions: jax.Array | None, snippets: Snippets, max_len: int):
+    """The T-REX loss of one reward network on B snippet pairs, and its accuracy.
+
+    loss = -mean log sigma(sum_{t in snip_better} r(s_t) - sum_{t in snip_worse} r(s_t)).
+
+    Args:
+        obs: (D, T, O) demonstrations. actions: (D, T) or (D, T, A), or None.
+    Returns:
+        (loss, accuracy): accuracy is the share of pairs whose better snippet scores higher.
+    """
+    T = obs.shape[1]
+    steps_w, steps_b, mask = snippet_windows(snippets, max_len, T)
+
+    def rewards(demo, steps):  # (B,), (B, S) -> (B, S)
+        act = None if actions is None else actions[demo[:, None], steps]
+        return raw_rewards(spec, params, stats, obs[demo[:, None], steps], act)
+
+    r_b, r_w = rewards(snippets.better, steps_b), rewards(snippets.worse, steps_w)
+    loss = trajectory_preference_loss(r_b, r_w, mask, mask)
+    margin = jnp.sum(jnp.where(mask, r_b - r_w, 0.0), axis=-1)
+    return loss, jnp.mean(margin > 0)
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+def reward_spec(cfg: TREXConfig, env) -> RewardSpec:
+    """The reward network's structure for `env` (its graphdef and input layout)."""
+    obs_dim = int(env.observation_space.shape[0])
+    action_dim = 0
+    if cfg.use_actions:
+        action_dim = int(env.action_space.n) if env.discrete else int(env.action_space.shape[0])
+    net = RewardNet(obs_dim + action_dim, cfg.hidden, cfg.depth, nnx.Rngs(0))
+    return RewardSpec(graphdef=nnx.split(net)[0], action_dim=action_dim,
+                      discrete=bool(env.discrete), transform=cfg.reward_transform)
+
+
+def split_demos(demos: Demonstrations, held_out: float, seed: int):
+    """(train, held) index arrays: a seeded random `held_out` share of the demonstrations
+    held out, if that leaves both parts with two distinct ranks (else none is held out)."""
+    order = np.random.default_rng(seed).permutation(demos.n)
+    n_held = int(round(held_out * demos.n))
+    held, train = np.sort(order[:n_held]), np.sort(order[n_held:])
+    if len(np.unique(demos.rank[held])) < 2 or len(np.unique(demos.rank[train])) < 2:
+        return np.arange(demos.n), np.zeros(0, int)
+    return train, held
+
+
+def make_reward_trainer(cfg: TREXConfig, spec: RewardSpec, demos: Demonstrations):
+    """train(params (M-stacked), keys (M,)) -> (params, losses (M, steps), accuracy (M,
+    steps)): every ensemble member trained on its own snippets, vmapped, in one jit."""
+    from minirlhf.bc import demo_stats
+
+    if demos.actions is None and spec.action_dim:
+        raise ValueError("TREXConfig.use_actions=True needs demonstrations with actions")
+    obs = jnp.asarray(demos.obs)
+    actions = jnp.asarray(demos.actions) if spec.action_dim else None
+    pairs = jnp.asarray(ranked_pairs(demos.rank))
+    lengths = jnp.asarray(demos.lengths, jnp.int32)
+    stats = demo_stats(demos)
+    optimizer = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
+
+    def train_one(params, key):
+        def step(carry, key):
+            params, opt_state = carry
+            snippets = sample_snippets(key, pairs, lengths, cfg.batch_pairs, cfg.snippet_min,
+                                       cfg.snippet_max)
+            (loss, acc), grads = jax.value_and_grad(
+                lambda p: trex_loss(spec, p, stats, obs, actions, snippets, cfg.snippet_max),
+                has_aux=True)(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), (loss, acc)
+
+        (params, _), (losses, accs) = jax.lax.scan(
+            step, (params, optimizer.init(params)), jax.random.split(key, cfg.steps))
+        return params, losses, accs
+
+    return jax.jit(jax.vmap(train_one)), stats
+
+
+def init_ensemble(cfg: TREXConfig, spec: RewardSpec, key: jax.Array, in_dim: int):
+    """M freshly initialised reward networks' parameters, stacked (leading axis M)."""
+    members = [nnx.split(RewardNet(in_dim, cfg.hidden, cfg.depth, nnx.Rngs(k)))[1]
+               for k in jax.random.split(key, cfg.ensemble)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *members)
+
+
+def train_reward(cfg: TREXConfig, demos: Demonstrations, env,
+                 seeds: list[int] | None = None):
+    """Learn T-REX rewards from `demos`: one ensemble of cfg.ensemble networks per seed,
+    all S * M networks trained side by side in one vmapped jit.
+
+    Args:
+        seeds: the runs' seeds (default: cfg.seed .. cfg.seed + num_seeds - 1).
+    Returns:
+        (spec, models, history): models a RewardModel whose leaves have a leading axis S
+        (one model per seed; `jax.tree.map(lambda x: x[i], models)` is seed i's);
+        history["loss"], history["accuracy"]: (S, steps) ensemble means of each step's
+        snippet loss and accuracy.
+    """
+    seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds)) if seeds is None else seeds
+    spec = reward_spec(cfg, env)
+    train, stats = make_reward_trainer(cfg, spec, demos)
+    in_dim = int(env.observation_space.shape[0]) + spec.action_dim
+    M = cfg.ensemble
+    members = [init_ensemble(cfg, spec, jax.random.fold_in(jax.random.key(s), 0), in_dim)
+               for s in seeds]
+    params = jax.tree.map(lambda *xs: jnp.concatenate(xs), *members)  # (S * M, ...)
+    keys = jnp.concatenate([jax.random.split(jax.random.fold_in(jax.random.key(s), 1), M)
+                            for s in seeds])
+    params, losses, accs = train(params, keys)
+    per_seed = lambda x: x.reshape((len(seeds), M) + x.shape[1:])
+    models = [calibrate(spec, jax.tree.map(lambda x: per_seed(x)[i], params), stats, demos)
+              for i in range(len(seeds))]
+    models = jax.tree.map(lambda *xs: jnp.stack(xs), *models)
+    return spec, models, {"loss": np.asarray(per_seed(losses)).mean(1),
+                          "accuracy": np.asarray(per_seed(accs)).mean(1)}
+
+
+def seed_model(models: RewardModel, i: int) -> RewardModel:
+    """Seed i's RewardModel out of train_reward's stacked models."""
+    return jax.tree.map(lambda x: x[i], models)
+
+
+def calibrate(spec: RewardSpec, params, stats: RunningStats,
+              demos: Demonstrations) -> RewardModel:
+    """A RewardModel whose members are standardised over the demonstrations' real steps."""
+    mask = np.arange(demos.obs.shape[1])[None, :] < demos.lengths[:, None]
+    obs = jnp.asarray(demos.obs[mask])
+    actions = None
+    if spec.action_dim:
+        actions = jnp.asarray(np.asarray(demos.actions)[mask])
+    r = jax.vmap(lambda p: raw_rewards(spec, p, stats, obs, actions))(params)  # (M, N)
+    return RewardModel(params=params, obs_stats=stats, mean=jnp.mean(r, axis=1),
+                       std=jnp.maximum(jnp.std(r, axis=1), 1e-6))
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+def learned_returns(spec: RewardSpec, model: RewardModel, demos: Demonstrations) -> np.ndarray:
+    """(D,) each demonstration's learned return: sum over its steps of the standardised
+    reward (the quantity Bradley-Terry compared, before the RL transform)."""
+    actions = jnp.asarray(demos.actions) if spec.action_dim else None
+    r = standardized_reward(spec, model, jnp.asarray(demos.obs), actions)  # (D, T)
+    mask = np.arange(demos.obs.shape[1])[None, :] < demos.lengths[:, None]
+    return np.asarray(jnp.sum(jnp.where(mask, r, 0.0), axis=1))
+
+
+def ranking_accuracy(scores: np.ndarray, rank: np.ndarray) -> float:
+    """Share of demonstration pairs of different rank that `scores` order like `rank`."""
+    pairs = ranked_pairs(rank)
+    if not len(pairs):
+        return float("nan")
+    return float(np.mean(scores[pairs[:, 1]] > scores[pairs[:, 0]]))
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation (NaN when either side is constant)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 2 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+# --- RL on the learned reward ----------------------------------------------------------------
+
+
+@struct.dataclass
+class LearnedRewardState:
+    """The wrapped task's state and the observation the agent acts on next."""
+
+    inner: Any
+    obs: jax.Array
+
+
+class LearnedReward:
+    """A task whose reward is replaced by a learned one: r_t = reward(s_t, a_t) of the
+    observation acted on and the action taken, so an episode's learned return is the sum
+    that T-REX's loss compared. Dynamics, termination, truncation and `info` (AutoReset's
+    true episode returns included) are the wrapped task's, untouched; the true reward is
+    kept in ``info["true_reward"]``. Pure, jittable and vmappable like the task itself.
+
+    Wrap an AutoReset task (LearnedReward(AutoReset(env), fn)) so that AutoReset keeps
+    counting true returns for evaluation.
+
+    Args:
+        env: the task. reward: (obs (O,), action) -> () float32.
+    """
+
+    def __init__(self, env, reward: Callable[[jax.Array, jax.Array], jax.Array]):
+        self.env = env
+        self.reward = reward
+
+    def __getattr__(self, name):  # spaces, default_params, render, discrete (see AutoReset)
+        if name in ("env", "reward"):
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    def reset(self, key: jax.Array, params):
+        obs, state = self.env.reset(key, params)
+        return obs, LearnedRewardState(inner=state, obs=obs)
+
+    def step(self, key: jax.Array, state: LearnedRewardState, action: jax.Array, params):
+        obs, inner, true_reward, terminated, truncated, info = self.env.step(
+            key, state.inner, action, params)
+        reward = self.reward(state.obs, action).astype(jnp.float32)
+        info = dict(info, true_reward=true_reward)
+        return obs, LearnedRewardState(inner=inner, obs=obs), reward, terminated, truncated, info
+
+
+def learned_reward_env(env, spec: RewardSpec, model: RewardModel) -> LearnedReward:
+    """`env` (AutoReset-wrapped) with its reward replaced by the T-REX reward for PPO."""
+    use_actions = bool(spec.action_dim)
+    return LearnedReward(env, lambda obs, action: rl_reward(
+        spec, model, obs, action if use_actions else None))
