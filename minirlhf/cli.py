@@ -8,6 +8,9 @@
     minirlhf reward   --init runs/sft [--preferences prefs.jsonl] [--out runs/reward] [--steps 400 ...]
     minirlhf rlhf     --init runs/sft --reward runs/reward [--out runs/rlhf] [--beta 0.05 ...]
     minirlhf grpo     [--task arithmetic] [--init runs/base] [--out runs/grpo] [--beta 0.04 ...]
+    minirlhf demos    --env CartPole-v1 [--out runs/demos] [--snapshots 30 ...]
+    minirlhf trex     --env CartPole-v1 [--demos runs/demos/demos.npz] [--out runs/trex ...]
+    minirlhf drex     --env CartPole-v1 [--demos runs/demos/demos.npz] [--out runs/drex ...]
     minirlhf ppo      [--preset cartpole] [--env Pendulum-v1] [--num_seeds 4 ...]
     minirlhf ppo-eval --run runs/ppo [--episodes 10] [--video ep.gif] [--filmstrip ep.png]
 
@@ -142,6 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="starting configuration (task and tuned hyperparameters)")
     add_config_options(p, PPOConfig)
 
+    from minirlhf.demos import DemosConfig
+    from minirlhf.drex import DREXConfig
+    from minirlhf.trex import TREXConfig
+
+    p = sub.add_parser("demos", help="train a PPO learner on a gym task and save demonstrations "
+                       "of graded quality from its snapshots (for trex and drex)")
+    p.add_argument("--out", default="runs/demos", help="folder for demos.npz and demos.png")
+    add_config_options(p, DemosConfig, skip={"learner"})
+    rl_fixed = {"rl.env", "rl.seed", "rl.num_seeds", "rl.backend"}  # set from the job's own
+    p = sub.add_parser("trex", help="T-REX: learn a reward from ranked demonstrations, then "
+                       "PPO on it; compared with the best demonstration and behavioural cloning")
+    p.add_argument("--out", default="runs/trex", help="run folder")
+    add_config_options(p, TREXConfig, skip=rl_fixed)
+    p = sub.add_parser("drex", help="D-REX: behavioural cloning on a few demonstrations, "
+                       "rankings by injected noise, then T-REX's reward learning and PPO")
+    p.add_argument("--out", default="runs/drex", help="run folder")
+    add_config_options(p, DREXConfig, skip=rl_fixed)
+
     p = sub.add_parser("ppo-eval", help="evaluate a trained PPO agent; optionally film it")
     p.add_argument("--run", required=True, help="run folder written by `minirlhf ppo`")
     p.add_argument("--episodes", type=int, default=10, help="episodes to average over")
@@ -242,6 +263,21 @@ def _run(args) -> int:
         finals = ", ".join(f"seed {k}: {v:.1f}" for k, v in summary["final_return"].items())
         print(f"PPO on {summary['env']} ({summary['backend']}), {summary['env_steps']:,} env "
               f"steps per agent; final mean return {finals}; run folder {args.out}")
+    elif args.command in ("demos", "trex", "drex"):
+        from minirlhf.demo_jobs import (drex_preset, run_demos, run_drex, run_trex,
+                                        trex_preset)
+        from minirlhf.demos import DEMO_PRESETS, DemosConfig
+
+        env = getattr(args, "cfg:env", "CartPole-v1")
+        if args.command == "demos":
+            cfg = config_from_args(DEMO_PRESETS.get(env, DemosConfig(env=env)), args)
+            run_demos(cfg, args.out)
+        elif args.command == "trex":
+            summary = run_trex(config_from_args(trex_preset(env), args), args.out)
+        else:
+            summary = run_drex(config_from_args(drex_preset(env), args), args.out)
+        if args.command != "demos":
+            print(f"run folder {args.out} (plots: learned_vs_true.png, rl/learning_curve.png)")
     elif args.command == "ppo-eval":
         from minirlhf.gym_train import evaluate_agent
 
