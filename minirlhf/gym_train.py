@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import gymnasium
@@ -201,9 +202,12 @@ def plot_learning_curve(records: list[dict], path: str | Path, title: str = "",
         ax.plot(steps, ret, lw=0.8, alpha=0.6, label=f"seed {seed}")
     if len(seeds) > 1:
         stack = np.vstack(curves)
-        ax.fill_between(steps, np.nanmin(stack, 0), np.nanmax(stack, 0), alpha=0.2,
-                        color="k", lw=0, label="min-max over seeds")
-        ax.plot(steps, np.nanmean(stack, 0), color="k", lw=2, label="mean over seeds")
+        with warnings.catch_warnings():  # columns where no seed has finished an episode: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high, mean = np.nanmin(stack, 0), np.nanmax(stack, 0), np.nanmean(stack, 0)
+        ax.fill_between(steps, low, high, alpha=0.2, color="k", lw=0,
+                        label="min-max over seeds")
+        ax.plot(steps, mean, color="k", lw=2, label="mean over seeds")
     for (label, value), style in zip((lines or {}).items(), ("--", ":", "-.")):
         ax.axhline(value, ls=style, color="tab:red", lw=1.2, label=f"{label} ({value:.0f})")
     ax.set_xlabel("environment steps (per agent)")
