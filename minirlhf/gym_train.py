@@ -79,7 +79,8 @@ def train_agents(cfg: PPOConfig, out: str | Path, wrap=None, wrap_args=None,
     """
     out = Path(out)
     backend = resolve_backend(cfg)
-    if wrap is not None and backend != "jax":
+    wrapped = wrap is not None
+    if wrapped and backend != "jax":
         raise ValueError(f"train_agents(wrap=...) needs a JAX task; {cfg.env!r} runs through "
                          "the gymnasium bridge")
     spaces = _spaces(cfg, backend)  # a bad env id fails here, before anything is written
@@ -141,8 +142,8 @@ def train_agents(cfg: PPOConfig, out: str | Path, wrap=None, wrap_args=None,
     bar.close()
 
     records = read_metrics(out / "metrics.jsonl")
-    plot_learning_curve(records, out / "learning_curve.png", title=f"PPO on {cfg.env}",
-                        lines=lines)
+    title = f"PPO on {cfg.env}" if not wrapped else f"PPO on a wrapped {cfg.env}: true return"
+    plot_learning_curve(records, out / "learning_curve.png", title=title, lines=lines)
     final = final_returns(records, seeds)
     meta = {"config": to_dict(cfg), "backend": backend, "seeds": seeds,
             "final_return": final}
