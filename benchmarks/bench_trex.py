@@ -1,10 +1,11 @@
-"""T-REX and D-REX on the JAX gym tasks: do they beat the demonstrations?
+"""T-REX and D-REX on gym tasks: do they beat the demonstrations?
 
     python benchmarks/bench_trex.py                       # about 12 minutes on 2 cores
     python benchmarks/bench_trex.py --envs CartPole-v1 --json out.json
+    python benchmarks/bench_trex.py --envs Hopper-v5 --methods trex   # mujoco extra, ~1 h
 
 For each task: make the demonstrations (a PPO learner's snapshots under the cap, the
-task's DEMO_PRESETS), then `minirlhf trex` and `minirlhf drex` on them with the task's
+task's DEMO_PRESETS), then `minirlhf trex` and `minirlhf drex` (or `--methods`) on them with the task's
 presets (3 seeds each, `demo_jobs.trex_preset` / `drex_preset`). Prints per task the best
 demonstration, behavioural cloning, T-REX and D-REX (true return, mean +- std over seeds),
 the learned/true return correlation over the demonstrations, and each stage's wall time
@@ -16,7 +17,6 @@ same PPO budget. Every figure is measured here.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -35,6 +35,7 @@ from minirlhf.trex import LearnedReward  # noqa: E402
 from common import print_load, write_figures  # noqa: E402
 
 ENVS = ("CartPole-v1", "Pendulum-v1", "MountainCar-v0")
+MUJOCO = ("Hopper-v5", "HalfCheetah-v5")  # through the gymnasium bridge (mujoco extra)
 
 
 def quiet(_line: str) -> None:
@@ -43,7 +44,8 @@ def quiet(_line: str) -> None:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)
+    p.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS + MUJOCO)
+    p.add_argument("--methods", nargs="+", default=["trex", "drex"], choices=["trex", "drex"])
     p.add_argument("--out", type=Path, default=Path("runs/bench_trex"))
     p.add_argument("--seeds", type=int, default=3, help="seeds per method")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -58,6 +60,8 @@ def main(argv=None) -> dict:
         row = {"demos": demos.n, "demos_s": time.time() - start,
                "best_demonstration": float(demos.returns.max())}
         for name, make, run in (("trex", trex_preset, run_trex), ("drex", drex_preset, run_drex)):
+            if name not in args.methods:
+                continue
             cfg = make(env, demos=str(out / "demos.npz"), num_seeds=args.seeds)
             start = time.time()
             s = run(cfg, out / name, echo=quiet)
@@ -65,7 +69,7 @@ def main(argv=None) -> dict:
                          "best_demonstration": s["best_demonstration"],
                          "correlation": s["correlation"], "timing": s["timing"],
                          "total_s": time.time() - start}
-        if env == "CartPole-v1":
+        if env == "CartPole-v1" and "trex" in args.methods:
             rl = trex_preset(env, num_seeds=args.seeds).rl_config()
             start = time.time()
             control = train_agents(rl, out / "constant_reward",
@@ -82,13 +86,19 @@ def main(argv=None) -> dict:
 
 def report(env: str, row: dict) -> None:
     ms = lambda xs: f"{np.mean(xs):8.1f} +- {np.std(xs):5.1f}"
-    t, d = row["trex"], row["drex"]
     print(f"\n{env}: {row['demos']} demonstrations made in {row['demos_s']:.0f} s")
     print(f"  best demonstration (T-REX's)       {row['best_demonstration']:8.1f}")
-    print(f"  behavioural cloning, all demos     {ms(t['bc'])}")
-    print(f"  T-REX                              {ms(t['policy'])}   correlation "
-          f"{t['correlation']:.3f}   {t['total_s']:.0f} s ("
-          + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in t["timing"].items()) + ")")
+    if "trex" in row:
+        t = row["trex"]
+        print(f"  behavioural cloning, all demos     {ms(t['bc'])}")
+        print(f"  T-REX                              {ms(t['policy'])}   correlation "
+              f"{t['correlation']:.3f}   {t['total_s']:.0f} s ("
+              + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in t["timing"].items()) + ")")
+        print("  T-REX per seed                     "
+              + ", ".join(f"{x:.1f}" for x in t["policy"]))
+    if "drex" not in row:
+        return
+    d = row["drex"]
     n = DREXConfig().num_demos
     print(f"  best of D-REX's {n} demonstrations   {d['best_demonstration']:8.1f}")
     print(f"  behavioural cloning, those {n}       {ms(d['bc'])}")

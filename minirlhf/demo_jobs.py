@@ -28,20 +28,21 @@ from matplotlib.figure import Figure
 from minirlhf.bc import BCConfig, bc_policy, train_bc
 from minirlhf.checkpoint import Checkpointer
 from minirlhf.configs import to_dict
-from minirlhf.demos import (DEMO_PRESETS, Demonstrations, DemosConfig, _learner, load_demos,
-                            make_demos, rollout_episodes, save_demos)
+from minirlhf.demos import (DEMO_PRESETS, BridgeTask, Demonstrations, DemosConfig, _learner,
+                            load_demos, make_demos, save_demos, task_episodes)
 from minirlhf.drex import DREXConfig, best_demos, noise_ranked_demos
 from minirlhf.gym_train import train_agents
 from minirlhf.logging import MetricsWriter, atomic_write_text, save_figure, say
-from minirlhf.ppo import action_bounds
+from minirlhf.ppo import PPOConfig, action_bounds
 from minirlhf.trex import (TREXConfig, correlation, learned_returns, learned_reward_env,
-                           ranking_accuracy, rl_reward, sample_snippets, seed_model,
+                           learned_reward_host, ranking_accuracy, rl_reward, sample_snippets, seed_model,
                            snippet_windows, split_demos, train_reward)
 
 # Per task: the transform that gives the learned reward the right sign for the task's
 # episode ends (see trex.py), and the PPO settings that learn the task.
 _TRANSFORM = {"CartPole-v1": "sigmoid", "Acrobot-v1": "negative_sigmoid",
-              "MountainCar-v0": "negative_sigmoid", "Pendulum-v1": "standardize"}
+              "MountainCar-v0": "negative_sigmoid", "Pendulum-v1": "standardize",
+              "Hopper-v5": "sigmoid", "HalfCheetah-v5": "standardize"}
 _RL_STEPS = {"CartPole-v1": 200_000, "Pendulum-v1": 400_000}
 # MountainCar's demonstrations all last 200 steps and differ in how they swing: longer
 # snippets see more of a swing (learned/true correlation 0.86 with 50 steps, 0.90 with 100).
@@ -62,18 +63,26 @@ def drex_preset(env: str, **changes) -> DREXConfig:
     return trex_preset(env, DREXConfig, **changes)
 
 
-def _check_env(env_id: str):
+def _check_env(env_id: str, ppo: PPOConfig | None = None):
+    """The task: a JaxEnv for the JAX ports (unless `ppo`, the run's PPO settings, asks for
+    backend='gymnasium'), else a demos.BridgeTask (a gymnasium id run through the bridge,
+    e.g. Hopper-v5 with the mujoco extra). A bad id fails here, before any work."""
     from minirlhf.envs import GYM_TASKS, make_env
+    from minirlhf.gym_train import resolve_backend
 
-    if env_id not in GYM_TASKS:
+    ppo = ppo or PPOConfig(env=env_id)
+    if env_id in GYM_TASKS and resolve_backend(dataclasses.replace(ppo, env=env_id)) == "jax":
+        return make_env(env_id)
+    try:
+        return BridgeTask(env_id)
+    except ValueError as err:
         raise ValueError(f"unknown env {env_id!r}: T-REX and D-REX run on the JAX tasks "
-                         f"{sorted(GYM_TASKS)}")
-    return make_env(env_id)
+                         f"{sorted(GYM_TASKS)} or a gymnasium id ({err})") from None
 
 
 def run_demos(cfg: DemosConfig, out: str | Path, echo=say) -> tuple[Demonstrations, dict]:
     """Train a PPO learner, save its capped snapshots' episodes as out/demos.npz."""
-    _check_env(cfg.env)
+    _check_env(cfg.env, cfg.learner_config())
     out = Path(out)
     start = time.time()
     demos, info = make_demos(cfg, lambda s, r: echo(f"  snapshot {s:>3}: mean return {r:.1f}"))
@@ -124,8 +133,7 @@ def _true_scale(demos: Demonstrations) -> tuple[np.ndarray, str]:
 
 
 def _evaluate_policy(env, act, key, episodes: int = 20) -> float:
-    return float(np.mean(jax.device_get(
-        jax.jit(lambda k: rollout_episodes(env, act, k, episodes).returns)(key))))
+    return float(np.mean(task_episodes(env, act, key, episodes).returns))
 
 
 def _behavioural_cloning(cfg: TREXConfig, demos: Demonstrations, env, seeds: list[int]):
@@ -145,7 +153,7 @@ def _behavioural_cloning(cfg: TREXConfig, demos: Demonstrations, env, seeds: lis
 
 def run_trex(cfg: TREXConfig, out: str | Path, echo=say) -> dict:
     """T-REX end to end: demonstrations -> reward learning -> PPO on it; the summary."""
-    env = _check_env(cfg.env)
+    env = _check_env(cfg.env, cfg.rl_config())
     out = Path(out)
     demos = _demonstrations(cfg, env, out, echo)
     seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
@@ -160,7 +168,7 @@ def run_trex(cfg: TREXConfig, out: str | Path, echo=say) -> dict:
 def run_drex(cfg: DREXConfig, out: str | Path, echo=say) -> dict:
     """D-REX end to end: a few demonstrations -> behavioural cloning -> noise-ranked
     rollouts -> reward learning -> PPO on it; the summary (with BC as the baseline)."""
-    env = _check_env(cfg.env)
+    env = _check_env(cfg.env, cfg.rl_config())
     out = Path(out)
     given = best_demos(_demonstrations(cfg, env, out, echo), cfg.num_demos)
     if given.actions is None:
@@ -250,8 +258,11 @@ def _learn_and_rl(cfg: TREXConfig, env, ranked: Demonstrations, shown: Demonstra
     if bc_returns:
         lines["behavioural cloning"] = float(np.mean(bc_returns))
     start = time.time()
-    rl = train_agents(cfg.rl_config(), out / "rl",
-                      wrap=lambda e, m: learned_reward_env(e, spec, m), wrap_args=models,
+    if isinstance(env, BridgeTask):
+        wrap = lambda e, m: learned_reward_host(spec, m)(e)
+    else:
+        wrap = lambda e, m: learned_reward_env(e, spec, m)
+    rl = train_agents(cfg.rl_config(), out / "rl", wrap=wrap, wrap_args=models,
                       lines={k: v for k, v in lines.items() if np.isfinite(v)})
     timing["rl_s"] = time.time() - start
     policy = [rl["final_return"][str(s)] for s in seeds]

@@ -4,7 +4,8 @@ T-REX (Brown et al. 2019; deck "Large Language Models and RL from Human Feedback
 "T-REX") learns a reward from demonstrations that are *ranked*, not from good ones: it
 needs some better than others. Its demonstrations came from a learner: "we trained a PPO
 agent ... and used checkpoints along its training", early checkpoints poor, later ones
-better. `make_demos` does the same on a JAX task: train PPO, roll out its policy at
+better. `make_demos` does the same on a JAX task (or, through the gymnasium bridge, on
+any gymnasium task such as Hopper-v5): train PPO, roll out its policy at
 `snapshots` points along training for `episodes` episodes each, and keep the episodes whose
 true return is at most a cap -- a third of the way from a random policy to the task's best
 by default -- so that every demonstration is clearly suboptimal and beating them means
@@ -30,6 +31,7 @@ Notation: D demonstrations, T time steps, O observation size, A action size.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
@@ -43,8 +45,8 @@ from flax import struct
 
 from minirlhf.configs import check_positive_ints
 from minirlhf.normalize import normalize
-from minirlhf.ppo import (PPOConfig, greedy_action, make_train, num_iterations, policy_apply,
-                          sample_action, to_env_action)
+from minirlhf.ppo import (PPOConfig, action_bounds, greedy_action, make_train, num_iterations,
+                          policy_apply, sample_action, to_env_action)
 
 # Returns of a uniformly random policy and of a good one (gymnasium's "solved" threshold or
 # a strong PPO agent's), per built-in task: the scale on which the cap is set.
@@ -53,6 +55,10 @@ RETURN_RANGE = {
     "Pendulum-v1": (-1230.0, -150.0),
     "MountainCar-v0": (-200.0, -100.0),
     "Acrobot-v1": (-500.0, -80.0),
+    # MuJoCo, through the gymnasium bridge: a random policy's return and gymnasium's
+    # reward_threshold for the v4 tasks (3800, 4800).
+    "Hopper-v5": (18.0, 3800.0),
+    "HalfCheetah-v5": (-280.0, 4800.0),
 }
 
 
@@ -253,13 +259,14 @@ def agent_policy(graphdef, params, obs_stats, cfg: PPOConfig, bounds, greedy: bo
 
 
 def _learner(env: str) -> PPOConfig:
-    """PPO settings that learn `env` step by step (the tuned presets, and for MountainCar --
-    whose true reward alone defeats the default PPO -- more environments and normalised
-    observations, which solve it in 3M steps)."""
+    """PPO settings that learn `env` step by step (the tuned presets, the Hopper one for
+    both MuJoCo tasks, and for MountainCar -- whose true reward alone defeats the default
+    PPO -- more environments and normalised observations, which solve it in 3M steps)."""
     from minirlhf.ppo import PRESETS
 
     presets = {"CartPole-v1": PRESETS["cartpole"], "Pendulum-v1": PRESETS["pendulum"],
-               "Acrobot-v1": PRESETS["acrobot"],
+               "Acrobot-v1": PRESETS["acrobot"], "Hopper-v5": PRESETS["hopper"],
+               "HalfCheetah-v5": dataclasses.replace(PRESETS["hopper"], env="HalfCheetah-v5"),
                "MountainCar-v0": PPOConfig(env="MountainCar-v0", total_steps=3_000_000,
                                            num_envs=16, norm_obs=True, ent_coef=0.01)}
     return presets.get(env, PPOConfig(env=env))
@@ -270,7 +277,7 @@ class DemosConfig:
     """Making demonstrations of graded quality from a PPO learner's snapshots."""
 
     env: str = "CartPole-v1"
-    """The JAX task (see minirlhf.envs.GYM_TASKS)."""
+    """The task: a JAX one (see minirlhf.envs.GYM_TASKS) or a gymnasium id (bridge)."""
     seed: int = 0
     """Seed of the learner and of the rollouts."""
     learner: PPOConfig | None = None
@@ -315,8 +322,6 @@ class DemosConfig:
         return low + self.cap_fraction * (high - low)
 
     def learner_config(self) -> PPOConfig:
-        import dataclasses
-
         cfg = self.learner or _learner(self.env)
         cfg = dataclasses.replace(cfg, env=self.env, seed=self.seed, num_seeds=1)
         if self.learner_steps:
@@ -334,9 +339,12 @@ def make_demos(cfg: DemosConfig, progress_fn=None) -> tuple[Demonstrations, dict
     """
     from minirlhf.envs import make_env
     from minirlhf.envs.core import AutoReset
-    from minirlhf.ppo import action_bounds, init_agents
+    from minirlhf.gym_train import resolve_backend
+    from minirlhf.ppo import init_agents
 
     learner = cfg.learner_config()
+    if resolve_backend(learner) != "jax":
+        return _make_demos_host(cfg, learner, progress_fn)
     raw_env = make_env(cfg.env)
     graphdef, init, run, _ = make_train(learner, AutoReset(raw_env))
     n_iter = num_iterations(learner)
@@ -363,6 +371,12 @@ def make_demos(cfg: DemosConfig, progress_fn=None) -> tuple[Demonstrations, dict
         if progress_fn is not None:
             progress_fn(s, float(np.mean(eps.returns)))
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
+    return _capped(cfg, cat, sources, float(np.mean(parts[-1].returns)), T)
+
+
+def _capped(cfg: DemosConfig, cat, sources: list, final_return: float, T: int):
+    """(demos, info) from every snapshot's episodes (cat(field) concatenates them): those
+    under the cap, ranked by cfg.rank_by."""
     returns = cat("returns")
     keep = returns <= cfg.cap() + 1e-6
     sources = np.asarray(sources, np.float32)
@@ -372,9 +386,68 @@ def make_demos(cfg: DemosConfig, progress_fn=None) -> tuple[Demonstrations, dict
                            returns=returns[keep], source=sources[keep],
                            rewards=cat("rewards")[keep], env=cfg.env)
     info = {"cap": cfg.cap(), "all_returns": returns.tolist(), "kept": int(keep.sum()),
-            "learner_final_return": float(np.mean(parts[-1].returns)), "T": T}
+            "learner_final_return": final_return, "T": T}
     validate_demos(demos, where=f"demonstrations of {cfg.env} under the cap {cfg.cap():.1f}")
     return demos, info
+
+
+def _make_demos_host(cfg: DemosConfig, learner: PPOConfig, progress_fn=None):
+    """make_demos through the gymnasium bridge (MuJoCo tasks): the learner trains with
+    `gym_bridge.train_gymnasium`, keeping its policy at the snapshot iterations, and each
+    snapshot is rolled out in host environments (`task_episodes`)."""
+    from minirlhf.gym_bridge import train_gymnasium
+
+    task = BridgeTask(cfg.env)
+    bounds = action_bounds(task)
+    chunk = max(1, num_iterations(learner) // cfg.snapshots)
+    kept = []
+
+    def keep(done, params, stats):
+        if done % chunk == 0 and done // chunk <= cfg.snapshots:
+            kept.append((done, params, stats))
+
+    graphdef, _, _, _ = train_gymnasium(learner, cfg.seed, on_params=keep)
+    key = jax.random.fold_in(jax.random.key(cfg.seed), 1)
+    parts, sources = [], []
+    for s, (done, params, stats) in enumerate(kept):
+        act = agent_policy(graphdef, params, stats, learner, bounds)
+        eps = task_episodes(task, act, jax.random.fold_in(key, s), cfg.episodes)
+        parts.append(eps)
+        sources += [done] * cfg.episodes
+        if progress_fn is not None:
+            progress_fn(s, float(np.mean(eps.returns)))
+    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
+    return _capped(cfg, cat, sources, float(np.mean(parts[-1].returns)), task.max_steps)
+
+
+class BridgeTask:
+    """A gymnasium task run through the bridge, with what the demonstration code reads of a
+    JaxEnv: `name`, `observation_space`, `action_space`, `discrete` and its time limit
+    `max_steps`. Roll it out with `task_episodes`."""
+
+    def __init__(self, env_id: str):
+        from minirlhf.gym_bridge import HostVecEnv, max_episode_steps
+
+        probe = HostVecEnv(env_id, 1, 0)  # a bad id or unsupported spaces fail here
+        probe.close()
+        self.name = env_id
+        self.observation_space, self.action_space = probe.observation_space, probe.action_space
+        self.discrete = probe.discrete
+        self.max_steps = max_episode_steps(env_id)
+
+
+def task_episodes(env, act, key: jax.Array, n: int) -> Episodes:
+    """n whole episodes of `env` under the policy act(obs (O,), key) -> action: a JaxEnv in
+    one jitted, vmapped scan (`rollout_episodes`), a BridgeTask in n host environments
+    (`gym_bridge.host_episodes`, act vmapped over them). Host arrays."""
+    if not isinstance(env, BridgeTask):
+        return jax.device_get(jax.jit(lambda k: rollout_episodes(env, act, k, n))(key))
+    from minirlhf.gym_bridge import host_episodes
+
+    batched = lambda obs, k: jax.vmap(act)(obs, jax.random.split(k, obs.shape[0]))
+    reset_key, key = jax.random.split(key)
+    seed = int(jax.random.randint(reset_key, (), 0, 2**31 - 1))
+    return Episodes(**host_episodes(env.name, batched, key, n, seed))
 
 
 # Starting points per task: a learner budget that passes the cap well inside the run, so
@@ -383,4 +456,8 @@ DEMO_PRESETS: dict[str, DemosConfig] = {
     "CartPole-v1": DemosConfig(env="CartPole-v1", learner_steps=100_000, snapshots=30),
     "Pendulum-v1": DemosConfig(env="Pendulum-v1", learner_steps=100_000, snapshots=30),
     "MountainCar-v0": DemosConfig(env="MountainCar-v0", snapshots=30, rank_by="progress"),
+    # Through the bridge (about 1,000 steps/s on 2 cores): ppo.PRESETS["hopper"] passes the
+    # cap (1,279) near 300k steps; stopping it at 200k keeps most snapshots well under.
+    "Hopper-v5": DemosConfig(env="Hopper-v5", learner_steps=200_000, snapshots=30),
+    "HalfCheetah-v5": DemosConfig(env="HalfCheetah-v5", learner_steps=200_000, snapshots=30),
 }

@@ -29,7 +29,7 @@ import numpy as np
 
 from minirlhf.bc import BCConfig
 from minirlhf.configs import check_positive_ints
-from minirlhf.demos import Demonstrations, rollout_episodes
+from minirlhf.demos import BridgeTask, Demonstrations, rollout_episodes, task_episodes
 from minirlhf.ppo import action_bounds
 from minirlhf.trex import TREXConfig
 
@@ -92,17 +92,24 @@ def noisy_policy(act, env, epsilon: jax.Array):
 
 
 def noise_rollouts(env, act, levels: np.ndarray, per_level: int, key: jax.Array):
-    """R episodes at each of the K noise levels, in one jit (vmapped over the levels).
+    """R episodes at each of the K noise levels: on a JaxEnv in one jit (vmapped over the
+    levels), on a demos.BridgeTask one level after another in host environments.
 
     Returns:
         demos.Episodes with leaves of leading shape (K, R).
     """
+    keys = jax.random.split(key, len(levels))
+    if isinstance(env, BridgeTask):  # host environments: one level after another
+        parts = [task_episodes(env, noisy_policy(act, env, jnp.float32(eps)), k, per_level)
+                 for eps, k in zip(levels, keys)]
+        return jax.tree.map(lambda *xs: np.stack(xs), *parts)
+
     @jax.jit
     def run(levels, keys):
         return jax.vmap(lambda eps, k: rollout_episodes(
             env, noisy_policy(act, env, eps), k, per_level))(levels, keys)
 
-    return run(jnp.asarray(levels, jnp.float32), jax.random.split(key, len(levels)))
+    return run(jnp.asarray(levels, jnp.float32), keys)
 
 
 def noise_ranked_demos(cfg: DREXConfig, env, act, key: jax.Array,

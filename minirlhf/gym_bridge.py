@@ -161,9 +161,43 @@ class ScaleReward:
         return out
 
 
-def make_host_env(cfg: PPOConfig, seed: int):
-    """The wrapped host vector env a run uses (normalisation per the config)."""
+class LearnedRewardHost:
+    """A host vector env whose reward is replaced by a learned one, r_t = reward(s_t, a_t)
+    of the observations acted on and the actions taken (the host twin of
+    `trex.LearnedReward`). Dynamics, episode ends and the reported episode returns (counted
+    by HostVecEnv from the true rewards) are untouched.
+
+    Args:
+        env: a HostVecEnv. reward: (obs (E, O), action (E,) or (E, A)) -> (E,), jittable.
+    """
+
+    def __init__(self, env, reward):
+        self.env = env
+        self.reward = jax.jit(reward)
+        self._obs = None
+
+    def __getattr__(self, name):
+        if name in ("env", "reward", "_obs"):
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    def reset(self) -> np.ndarray:
+        self._obs = self.env.reset()
+        return self._obs
+
+    def step(self, action) -> HostStep:
+        out = self.env.step(action)
+        out.reward = np.asarray(self.reward(self._obs, action), np.float32)
+        self._obs = out.obs
+        return out
+
+
+def make_host_env(cfg: PPOConfig, seed: int, wrap=None):
+    """The wrapped host vector env a run uses: HostVecEnv, then `wrap` (env -> env, e.g. a
+    LearnedRewardHost, so it sees raw observations), then normalisation per the config."""
     env = HostVecEnv(cfg.env, cfg.num_envs, seed)
+    if wrap is not None:
+        env = wrap(env)
     if cfg.norm_obs:
         env = NormalizeObservation(env)
     if cfg.norm_reward:
@@ -171,7 +205,8 @@ def make_host_env(cfg: PPOConfig, seed: int):
     return env
 
 
-def train_gymnasium(cfg: PPOConfig, seed: int, on_iteration=None):
+def train_gymnasium(cfg: PPOConfig, seed: int, on_iteration=None, wrap=None,
+                    on_params=None):
     """Train one agent through the bridge.
 
     Args:
@@ -179,10 +214,13 @@ def train_gymnasium(cfg: PPOConfig, seed: int, on_iteration=None):
         seed: this agent's seed (policy init, sampling and the environments' resets).
         on_iteration: optional callback(iteration, metrics dict of floats), e.g. a progress
             bar and a metrics writer.
+        wrap: optional env -> env around the HostVecEnv (see make_host_env).
+        on_params: optional callback(iterations done, policy params, obs_stats or None),
+            called before training and after every iteration (e.g. to keep snapshots).
     Returns:
         (graphdef, train_state, obs_stats or None, list of per-iteration metric dicts).
     """
-    env = make_host_env(cfg, seed)
+    env = make_host_env(cfg, seed, wrap)
     obs_dim = int(env.observation_space.shape[0])
     action_dim = int(env.action_space.n) if env.discrete else int(env.action_space.shape[0])
     key, init_key = jax.random.split(jax.random.key(seed))
@@ -203,8 +241,11 @@ def train_gymnasium(cfg: PPOConfig, seed: int, on_iteration=None):
     T, E = cfg.num_steps, cfg.num_envs
     history = []
     env_steps = 0
+    stats = lambda: env.stats if cfg.norm_obs else None
     try:
         obs = env.reset()
+        if on_params is not None:
+            on_params(0, state.params, stats())
         for it in range(num_iterations(cfg)):
             buf = {k: [] for k in ("obs", "action", "logprob", "value", "reward", "final_obs",
                                    "terminated", "done")}
@@ -236,7 +277,63 @@ def train_gymnasium(cfg: PPOConfig, seed: int, on_iteration=None):
             history.append(record)
             if on_iteration is not None:
                 on_iteration(it, record)
+            if on_params is not None:
+                on_params(it + 1, state.params, stats())
     finally:
         env.close()
-    stats = env.stats if cfg.norm_obs else None
-    return graphdef, state, stats, history
+    return graphdef, state, stats(), history
+
+
+def max_episode_steps(env_id: str) -> int:
+    """The time limit of a gymnasium task (its registered max_episode_steps)."""
+    env = make_gymnasium(env_id)
+    try:
+        limit = env.spec.max_episode_steps if env.spec is not None else None
+    finally:
+        env.close()
+    if not limit:
+        raise ValueError(f"{env_id}: no registered time limit (max_episode_steps); "
+                         "demonstrations need one to be padded to")
+    return int(limit)
+
+
+def host_episodes(env_id: str, act, key: jax.Array, n: int, seed: int) -> dict:
+    """n whole episodes of a gymnasium task, one per host environment, padded to its time
+    limit T (the bridge's twin of `demos.rollout_episodes`; numpy arrays).
+
+    Args:
+        act: (obs (n, O), key) -> actions (n,) or (n, A), jittable (e.g. a vmapped
+            `demos.agent_policy`). seed: the environments' reset seed.
+    Returns:
+        {"obs" (n, T, O) acted on, "actions", "rewards" (n, T) true rewards (0 after each
+        end), "lengths" (n,), "returns" (n,)}.
+    """
+    T = max_episode_steps(env_id)
+    env = HostVecEnv(env_id, n, seed)
+    act = jax.jit(act)
+    try:
+        obs = env.reset()
+        done = np.zeros(n, bool)
+        record = {"obs": [], "actions": [], "rewards": [], "live": []}
+        for t in range(T):
+            action = np.asarray(act(obs, jax.random.fold_in(key, t)))
+            out = env.step(action)
+            if not env.discrete:  # what the environment received (HostVecEnv clips)
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            for name, value in (("obs", obs), ("actions", action),
+                                ("rewards", np.where(done, 0.0, out.reward)),
+                                ("live", ~done)):
+                record[name].append(value)
+            done = done | out.terminated | out.truncated
+            obs = out.obs
+            if done.all():
+                break
+    finally:
+        env.close()
+    pad = lambda x: np.concatenate([x, np.zeros((T - x.shape[0],) + x.shape[1:], x.dtype)])
+    arrays = {k: np.swapaxes(pad(np.stack(v)), 0, 1) for k, v in record.items()}
+    live = arrays.pop("live")
+    arrays["rewards"] = arrays["rewards"].astype(np.float32)
+    arrays["lengths"] = live.sum(1).astype(np.int32)
+    arrays["returns"] = arrays["rewards"].sum(1)
+    return arrays

@@ -71,18 +71,17 @@ def train_agents(cfg: PPOConfig, out: str | Path, wrap=None, wrap_args=None,
     and `summary.json`. An existing run folder is overwritten.
 
     Args:
-        wrap: (env, arg) -> env, a wrapper around the AutoReset task (JAX tasks only), e.g.
-            a learned reward (trex.LearnedReward); AutoReset inside it keeps logging the
-            task's own return. wrap_args: a pytree whose leaves have a leading axis of
-            cfg.num_seeds: agent i trains on wrap(env, wrap_args[i]), all in one vmap.
+        wrap: (env, arg) -> env, a wrapper around the task, e.g. a learned reward, and
+            wrap_args a pytree whose leaves have a leading axis of cfg.num_seeds: agent i
+            trains on wrap(env, wrap_args[i]). On a JAX task env is the AutoReset task
+            (trex.LearnedReward; AutoReset inside it keeps logging the task's own return)
+            and all agents run in one vmap; through the bridge env is the HostVecEnv
+            (gym_bridge.LearnedRewardHost; it counts the true returns).
         lines: horizontal reference lines on the learning curve, {label: return}.
     """
     out = Path(out)
     backend = resolve_backend(cfg)
     wrapped = wrap is not None
-    if wrapped and backend != "jax":
-        raise ValueError(f"train_agents(wrap=...) needs a JAX task; {cfg.env!r} runs through "
-                         "the gymnasium bridge")
     spaces = _spaces(cfg, backend)  # a bad env id fails here, before anything is written
     n_iter = num_iterations(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,7 +123,12 @@ def train_agents(cfg: PPOConfig, out: str | Path, wrap=None, wrap_args=None,
 
         obs_dim = int(spaces.observation_space.shape[0])
         all_params, all_stats, all_opt = [], [], []
-        for seed in seeds:
+        for i, seed in enumerate(seeds):
+            host_wrap = None
+            if wrapped:
+                arg = jax.tree.map(lambda x, i=i: x[i], wrap_args)
+                host_wrap = lambda env, arg=arg: wrap(env, arg)
+
             def on_iteration(it, record, seed=seed):
                 episodes = record["episodes"]
                 record = dict(record, episode_return=record["episode_return_sum"] / episodes
@@ -133,7 +137,7 @@ def train_agents(cfg: PPOConfig, out: str | Path, wrap=None, wrap_args=None,
                               if episodes else None)
                 log(it, seed, record)
                 bar.update(1)
-            graphdef, state, stats, _ = train_gymnasium(cfg, seed, on_iteration)
+            graphdef, state, stats, _ = train_gymnasium(cfg, seed, on_iteration, host_wrap)
             all_params.append(state.params)
             all_opt.append(state.opt_state)
             all_stats.append(init_stats((obs_dim,)) if stats is None else stats)

@@ -64,7 +64,7 @@ class TREXConfig:
     """Learning a reward from ranked demonstrations, then PPO on it."""
 
     env: str = "CartPole-v1"
-    """The JAX task (see minirlhf.envs.GYM_TASKS)."""
+    """The task: a JAX one (see minirlhf.envs.GYM_TASKS) or a gymnasium id (the bridge)."""
     seed: int = 0
     """Seed of the first run; run i uses seed + i (reward nets, snippets and PPO)."""
     num_seeds: int = 3
@@ -474,4 +474,15 @@ def learned_reward_env(env, spec: RewardSpec, model: RewardModel) -> LearnedRewa
     """`env` (AutoReset-wrapped) with its reward replaced by the T-REX reward for PPO."""
     use_actions = bool(spec.action_dim)
     return LearnedReward(env, lambda obs, action: rl_reward(
+        spec, model, obs, action if use_actions else None))
+
+
+def learned_reward_host(spec: RewardSpec, model: RewardModel):
+    """env -> env: a host vector env (gymnasium bridge, e.g. Hopper-v5) with its reward
+    replaced by the T-REX reward for PPO (`gym_bridge.LearnedRewardHost`); the host twin
+    of `learned_reward_env`."""
+    from minirlhf.gym_bridge import LearnedRewardHost
+
+    use_actions = bool(spec.action_dim)
+    return lambda env: LearnedRewardHost(env, lambda obs, action: rl_reward(
         spec, model, obs, action if use_actions else None))

@@ -233,6 +233,91 @@ def test_ppo_on_a_reward_equal_to_the_true_one_is_ppo(tmp_path):
         assert a["episode_return_sum"] == b["episode_return_sum"]
 
 
+# --- the gymnasium bridge (MuJoCo tasks' path, tried on CartPole's gymnasium twin) -----------
+
+
+def test_bridge_learned_reward_replaces_only_the_reward():
+    from minirlhf.gym_bridge import HostVecEnv, LearnedRewardHost
+
+    plain, wrapped = HostVecEnv("CartPole-v1", 3, seed=5), HostVecEnv("CartPole-v1", 3, seed=5)
+    wrapped = LearnedRewardHost(wrapped, lambda obs, action: obs[:, 0] * 10.0 + action)
+    obs, obs_w = plain.reset(), wrapped.reset()
+    np.testing.assert_array_equal(obs, obs_w)
+    for t in range(60):  # episodes end and reset on the way
+        action = np.array([t % 2, 1, (t // 3) % 2])
+        acted_on = obs_w
+        out, out_w = plain.step(action), wrapped.step(action)
+        for name in ("obs", "terminated", "truncated", "final_obs", "episode_return",
+                     "episode_length"):
+            np.testing.assert_array_equal(getattr(out, name), getattr(out_w, name))
+        np.testing.assert_allclose(out_w.reward, acted_on[:, 0] * 10.0 + action, rtol=1e-5,
+                                   atol=1e-6)
+        obs, obs_w = out.obs, out_w.obs
+    assert (out.episode_return >= 0).all()
+    plain.close(), wrapped.close()
+
+
+def test_bridge_ppo_on_a_reward_equal_to_the_true_one_is_ppo(tmp_path):
+    from minirlhf.gym_bridge import LearnedRewardHost
+
+    cfg = PPOConfig(num_envs=2, num_steps=16, num_minibatches=2, update_epochs=1,
+                    total_steps=2 * 16 * 3, num_seeds=2, backend="gymnasium")
+    plain = train_agents(cfg, tmp_path / "plain")
+    wrapped = train_agents(cfg, tmp_path / "wrapped", wrap=lambda env, c: LearnedRewardHost(
+        env, lambda o, a: jnp.full(o.shape[:1], c)), wrap_args=jnp.ones(2))
+    assert plain["backend"] == wrapped["backend"] == "gymnasium"
+    assert plain["final_return"] == wrapped["final_return"]
+    rows = lambda p: [json.loads(x) for x in open(p / "metrics.jsonl")]
+    for a, b in zip(rows(tmp_path / "plain"), rows(tmp_path / "wrapped")):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["episode_return_sum"] == b["episode_return_sum"]
+
+
+def test_bridge_episodes_match_the_jax_task_under_a_fixed_controller():
+    from minirlhf.demos import BridgeTask, task_episodes
+
+    task = BridgeTask("CartPole-v1")
+    assert task.max_steps == 500 and task.discrete
+    eps = task_episodes(task, balancing, jax.random.key(0), 3)
+    jax_eps = task_episodes(make_env("CartPole-v1"), balancing, jax.random.key(0), 3)
+    assert eps.obs.shape == jax_eps.obs.shape == (3, 500, 4)
+    np.testing.assert_allclose(eps.returns, eps.rewards.sum(1))
+    np.testing.assert_array_equal(eps.returns, eps.lengths)  # CartPole: 1 per step
+    assert eps.lengths.min() > 300 and jax_eps.lengths.min() > 300  # the controller balances
+    mask = np.arange(500)[None] >= eps.lengths[:, None]
+    assert not eps.obs[mask].any() and not eps.rewards[mask].any()  # padded with zeros
+
+
+@pytest.mark.timeout(300)
+def test_trex_job_through_the_bridge(tmp_path):
+    from minirlhf.demo_jobs import drex_preset, run_drex, run_trex, trex_preset
+
+    learner = PPOConfig(backend="gymnasium", num_envs=4, num_steps=128)
+    demos, info = make_demos(DemosConfig(env="CartPole-v1", learner=learner,
+                                         learner_steps=8 * 512, snapshots=4, episodes=2,
+                                         max_return=200.0))
+    assert demos.n == info["kept"] and demos.returns.max() <= 200.0
+    np.testing.assert_allclose(demos.returns, demos.rewards.sum(1))
+    assert set(demos.source) <= {0, 2, 4, 6, 8}  # 8 iterations, a snapshot every 2
+    save_demos(tmp_path / "demos.npz", demos)
+    cfg = trex_preset("CartPole-v1", demos=str(tmp_path / "demos.npz"), num_seeds=2,
+                      steps=100, ensemble=1)
+    cfg = dataclasses.replace(cfg, rl=dataclasses.replace(
+        cfg.rl, backend="gymnasium", num_envs=2, num_steps=64, num_minibatches=2,
+        total_steps=2 * 64 * 4))
+    summary = run_trex(cfg, tmp_path / "trex", echo=lambda line: None)
+    assert json.loads((tmp_path / "trex" / "rl" / "summary.json").read_text())["backend"] \
+        == "gymnasium"
+    assert len(summary["policy"]) == 2 and all(np.isfinite(summary["policy"]))
+    assert len(summary["behavioural_cloning"]) == 2
+    dcfg = drex_preset("CartPole-v1", demos=str(tmp_path / "demos.npz"), num_seeds=1,
+                       steps=100, ensemble=1, noise_levels=3, rollouts_per_level=2)
+    dcfg = dataclasses.replace(dcfg, rl=dataclasses.replace(cfg.rl, total_steps=2 * 64 * 2),
+                               bc=BCConfig(steps=100))
+    dsum = run_drex(dcfg, tmp_path / "drex", echo=lambda line: None)
+    assert dsum["demonstrations"] == 3 * 2 + 5 and len(dsum["noise"]["mean_return"]) == 3
+
+
 # --- behavioural cloning and D-REX --------------------------------------------------------------
 
 
