@@ -76,8 +76,8 @@ def _check_env(env_id: str, ppo: PPOConfig | None = None):
     try:
         return BridgeTask(env_id)
     except ValueError as err:
-        raise ValueError(f"unknown env {env_id!r}: T-REX and D-REX run on the JAX tasks "
-                         f"{sorted(GYM_TASKS)} or a gymnasium id ({err})") from None
+        raise ValueError(f"env {env_id!r}: {err}; T-REX and D-REX run on the JAX tasks "
+                         f"{sorted(GYM_TASKS)} or any gymnasium id") from None
 
 
 def run_demos(cfg: DemosConfig, out: str | Path, echo=say) -> tuple[Demonstrations, dict]:
