@@ -59,6 +59,7 @@ def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array,
         (the critic's regression target, the "lambda-return").
     """
     chex.assert_equal_shape([rewards, values, next_values, terminated, done])
+    # BEGIN SOLUTION
     f32 = lambda x: jnp.asarray(x, jnp.float32)
     not_term, not_done = 1.0 - f32(terminated), 1.0 - f32(done)
     deltas = f32(rewards) + gamma * not_term * f32(next_values) - f32(values)  # (T, ...)
@@ -71,6 +72,7 @@ def gae(rewards: jax.Array, values: jax.Array, next_values: jax.Array,
     init = GAECarry(jnp.zeros(rewards.shape[1:], jnp.float32))
     _, advantages = jax.lax.scan(step, init, (deltas, not_done), reverse=True)
     return advantages, advantages + f32(values)
+    # END SOLUTION
 
 
 def discounted_returns(rewards: jax.Array, done: jax.Array, gamma: float,
@@ -157,6 +159,7 @@ def group_advantages(rewards: jax.Array, kind: str = "grpo",
         raise ValueError(f"group advantages need G >= 2 responses per prompt, got G={G}")
     if kind not in GROUP_ADVANTAGES:
         raise ValueError(f"unknown group advantage {kind!r}; expected one of {GROUP_ADVANTAGES}")
+    # BEGIN SOLUTION
     r = jnp.asarray(rewards, jnp.float32)
     centred = r - jnp.mean(r, axis=1, keepdims=True)
     if kind == "grpo":
@@ -167,3 +170,4 @@ def group_advantages(rewards: jax.Array, kind: str = "grpo",
     else:
         adv = centred * G / (G - 1)
     return jnp.where(flat_groups(r, std_floor)[:, None], 0.0, adv)
+    # END SOLUTION

@@ -13,6 +13,8 @@
     minirlhf drex     --env CartPole-v1 [--demos runs/demos/demos.npz] [--out runs/drex ...]
     minirlhf ppo      [--preset cartpole] [--env Pendulum-v1] [--num_seeds 4 ...]
     minirlhf ppo-eval --run runs/ppo [--episodes 10] [--video ep.gif] [--filmstrip ep.png]
+    minirlhf assignment list | make NAME --out DIR | grade NAME --submission DIR
+                        [--results results.json] | validate [NAME]
 
 Every field of a config is an option (nested fields with dots), with the field's docstring
 as its help text: `minirlhf pretrain --help` lists them all.
@@ -174,19 +176,77 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", default=None, help="write the first episode as a GIF here")
     p.add_argument("--filmstrip", default=None,
                    help="write frames of the first episode side by side as a PNG here")
+    p = sub.add_parser("assignment", help="course assignments built from the reference code, "
+                       "and their autograder (see minirlhf/assignments)")
+    asub = p.add_subparsers(dest="action", required=True)
+    asub.add_parser("list", help="the assignments, their parts and points")
+    a = asub.add_parser("make", help="write an assignment's folder for students")
+    a.add_argument("name", help="assignment name (see `minirlhf assignment list`)")
+    a.add_argument("--out", required=True, help="folder to write (must not hold minirlhf/)")
+    a = asub.add_parser("grade", help="grade a submission: score per part, results.json")
+    a.add_argument("name", help="assignment name")
+    a.add_argument("--submission", required=True,
+                   help="folder that contains the student's minirlhf/ package")
+    a.add_argument("--results", default=None,
+                   help="write Gradescope's results.json here")
+    a = asub.add_parser("validate", help="check that the reference scores full marks, the "
+                        "student version zero and each registered wrong solution less")
+    a.add_argument("name", nargs="?", default=None, help="one assignment (default: all)")
     return parser
+
+
+def _assignment(args) -> int:
+    try:
+        from minirlhf import assignments as asg
+    except ModuleNotFoundError as err:  # a student's copy of the package leaves them out
+        if err.name != "minirlhf.assignments":
+            raise
+        raise ValueError("this copy of minirlhf has no assignment tools (a student's copy); "
+                         "use the instructor's installation") from None
+
+    if args.action == "list":
+        for a in asg.ASSIGNMENTS.values():
+            print(f"{a.name:<18} {a.title} ({a.points:g} points)")
+            for p in a.parts:
+                where = f"{p.module}: {p.function}" if p.function else "integration"
+                print(f"    {p.name:<20} {p.points:>4g}  {p.title} [{where}]")
+    elif args.action == "make":
+        out = asg.make(args.name, args.out)
+        print(f"assignment {args.name!r} written to {out} (see {out / 'README.md'})")
+    elif args.action == "grade":
+        res = asg.grade(args.name, args.submission, args.results)
+        print(f"score {res['score']:g} / {asg.get_assignment(args.name).points:g}"
+              + (f"; results written to {args.results}" if args.results else ""))
+    elif args.action == "validate":
+        names = [args.name] if args.name else list(asg.ASSIGNMENTS)
+        for name in names:
+            asg.get_assignment(name)  # an unknown name fails before any work
+        failed = []
+        for name in names:
+            try:
+                asg.validate(name)
+            except AssertionError as err:
+                print(err, file=sys.stderr)
+                failed.append(name)
+        if failed:
+            print(f"not valid: {', '.join(failed)}", file=sys.stderr)
+            return 1
+        print(f"valid: {', '.join(names)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"minirlhf {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 
 def _run(args) -> int:
+    if args.command == "assignment":
+        return _assignment(args)
     import jax
 
     from minirlhf.parallel import enable_compilation_cache

@@ -98,12 +98,14 @@ def filter_logits(logits: jax.Array, cfg: SamplingConfig) -> jax.Array:
         kth = jax.lax.top_k(x, cfg.top_k)[0][..., -1:]  # (B, 1) the k-th largest logit
         x = jnp.where(x >= kth, x, -jnp.inf)
     if cfg.top_p < 1.0:
+        # BEGIN SOLUTION
         sorted_x = jnp.sort(x, axis=-1)[..., ::-1]  # (B, V) descending
         probs = jax.nn.softmax(sorted_x, axis=-1)
         mass_before = jnp.cumsum(probs, axis=-1) - probs  # mass of strictly likelier tokens
         keep = mass_before < cfg.top_p  # always keeps the most likely token
         cutoff = jnp.min(jnp.where(keep, sorted_x, jnp.inf), axis=-1, keepdims=True)
         x = jnp.where(x >= cutoff, x, -jnp.inf)
+        # END SOLUTION
     return x
 
 

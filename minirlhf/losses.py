@@ -91,9 +91,11 @@ def clipped_surrogate(logp: jax.Array, old_logp: jax.Array, advantages: jax.Arra
         (...) s_t.
     """
     chex.assert_equal_shape([logp, old_logp])
+    # BEGIN SOLUTION
     high = clip_eps if clip_eps_high is None else clip_eps_high
     ratio = jnp.exp(logp - old_logp)
     return jnp.minimum(ratio * advantages, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + high) * advantages)
+    # END SOLUTION
 
 
 def clipped_surrogate_loss(logp: jax.Array, old_logp: jax.Array, advantages: jax.Array,
@@ -255,10 +257,12 @@ def grpo_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array,
     """
     chex.assert_equal_shape([logp, old_logp, ref_logp, mask])
     chex.assert_shape(advantages, (logp.shape[0],))
+    # BEGIN SOLUTION
     per_token = clipped_surrogate(logp, old_logp, advantages[:, None], clip_eps, clip_eps_high)
     if beta:
         per_token = per_token - beta * kl_estimate(logp, ref_logp, "k3")
     return -aggregate(per_token, mask, aggregation, max_tokens, counts)
+    # END SOLUTION
 
 
 # --- preferences: Bradley-Terry (Christiano et al. 2017, eq. 1) ----------------------------
@@ -292,10 +296,12 @@ def bradley_terry_loss(r_a: jax.Array, r_b: jax.Array, prob_a: jax.Array | float
         scalar mean loss (nats).
     """
     chex.assert_equal_shape([r_a, r_b])
+    # BEGIN SOLUTION
     gap = jnp.asarray(r_a, jnp.float32) - jnp.asarray(r_b, jnp.float32)
     p = jnp.broadcast_to(jnp.asarray(prob_a, jnp.float32), gap.shape)
     nll = -(p * jax.nn.log_sigmoid(gap) + (1.0 - p) * jax.nn.log_sigmoid(-gap))
     return masked_mean(nll, _mask(gap, mask))
+    # END SOLUTION
 
 
 def ranking_pairs(k: int) -> tuple[jax.Array, jax.Array]:
@@ -324,10 +330,12 @@ def ranking_loss(rewards: jax.Array, mask: jax.Array | None = None) -> jax.Array
         scalar loss.
     """
     chex.assert_rank(rewards, 2)
+    # BEGIN SOLUTION
     better, worse = ranking_pairs(rewards.shape[1])
     pair_mask = None if mask is None else jnp.broadcast_to(mask[:, None],
                                                            (rewards.shape[0], better.size))
     return bradley_terry_loss(rewards[:, better], rewards[:, worse], 1.0, pair_mask)
+    # END SOLUTION
 
 
 def trajectory_preference_loss(step_rewards_a: jax.Array, step_rewards_b: jax.Array,
@@ -345,6 +353,8 @@ def trajectory_preference_loss(step_rewards_a: jax.Array, step_rewards_b: jax.Ar
     """
     chex.assert_equal_shape([step_rewards_a, mask_a])
     chex.assert_equal_shape([step_rewards_b, mask_b])
+    # BEGIN SOLUTION
     ret_a = jnp.sum(jnp.where(mask_a, step_rewards_a, 0.0), axis=-1)
     ret_b = jnp.sum(jnp.where(mask_b, step_rewards_b, 0.0), axis=-1)
     return bradley_terry_loss(ret_a, ret_b, prob_a)
+    # END SOLUTION

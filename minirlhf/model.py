@@ -132,9 +132,11 @@ def causal_attention_mask(mask: jax.Array) -> jax.Array:
     Returns:
         (B, T, T) bool, [b, t, s] = (s <= t) and mask[b, s].
     """
+    # BEGIN SOLUTION
     T = mask.shape[-1]
     causal = jnp.tril(jnp.ones((T, T), bool))  # query t sees keys s <= t
     return causal[None] & mask[:, None, :]
+    # END SOLUTION
 
 
 def rotary(x: jax.Array, positions: jax.Array) -> jax.Array:
@@ -318,9 +320,11 @@ def forward(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
         raise ValueError(f"sequence length T={T} exceeds ModelConfig.max_len={model.cfg.max_len}")
     out = model(tokens, positions_from_mask(mask), causal_attention_mask(mask))
     if model.cfg.scalar_head:
+        # BEGIN SOLUTION
         last = last_real_index(mask)
         h_last = out.hidden[jnp.arange(tokens.shape[0]), last]  # (B, D)
         out = out.replace(scalar=model.score(h_last)[:, 0])
+        # END SOLUTION
     return out
 
 
@@ -361,6 +365,7 @@ def forward_cached(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
     """
     model = nnx.merge(graphdef, params)
     _check_tokens(tokens, mask)
+    # BEGIN SOLUTION
     B, T = tokens.shape
     S = cache.valid.shape[1]
     valid = jax.lax.dynamic_update_slice(cache.valid, mask, (0, index))  # (B, S)
@@ -368,4 +373,5 @@ def forward_cached(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
     query_slot = index + jnp.arange(T)
     attn_mask = (slot[None, :] <= query_slot[:, None])[None] & valid[:, None, :]  # (B, T, S)
     out = model(tokens, positions, attn_mask, cache.replace(valid=valid), index)
+    # END SOLUTION
     return out

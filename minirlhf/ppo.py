@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax

@@ -195,8 +195,12 @@ class AdaptiveKLController:
     clip: float = 0.2
 
     def update(self, beta: jax.Array, kl: jax.Array, n_steps: int) -> jax.Array:
+        """beta_{t+1} (scalar) from beta_t, the measured KL_t (scalar, nats per response)
+        and the n_steps responses it was measured on (see the class docstring)."""
+        # BEGIN SOLUTION
         error = jnp.clip(kl / self.target - 1.0, -self.clip, self.clip)
         return beta * (1.0 + error * n_steps / self.horizon)
+        # END SOLUTION
 
 
 def kl_controller(cfg: RLHFConfig) -> FixedKLController | AdaptiveKLController:

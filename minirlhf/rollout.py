@@ -163,11 +163,13 @@ def kl_shaped_rewards(logprobs: jax.Array, ref_logprobs: jax.Array, score: jax.A
     """
     chex.assert_equal_shape([logprobs, ref_logprobs, mask])
     chex.assert_shape(score, (logprobs.shape[0],))
+    # BEGIN SOLUTION
     kl = jnp.where(mask, kl_estimate(logprobs, ref_logprobs, kl_estimator), 0.0)
     last = last_real_index(mask)  # (B,)
     at_end = jnp.arange(mask.shape[1])[None, :] == last[:, None]  # (B, N)
     rewards = -beta * kl + jnp.where(at_end & mask, score[:, None], 0.0)
     return rewards, kl
+    # END SOLUTION
 
 
 def rollout(graphdef: nnx.GraphDef, params: nnx.State, ref_graphdef: nnx.GraphDef,
@@ -224,9 +226,11 @@ def token_gae(rewards: jax.Array, values: jax.Array, mask: jax.Array, gamma: flo
         (advantages, returns), each (B, N), 0 off the mask.
     """
     chex.assert_equal_shape([rewards, values, mask])
+    # BEGIN SOLUTION
     values = jnp.where(mask, values, 0.0)
     next_values = jnp.concatenate([values[:, 1:], jnp.zeros_like(values[:, :1])], 1)
     end = jnp.arange(mask.shape[1])[None, :] == last_real_index(mask)[:, None]
     end = end | ~mask  # padding steps are cut off too
     adv, ret = gae(rewards.T, values.T, next_values.T, end.T, end.T, gamma, lam)
     return jnp.where(mask, adv.T, 0.0), jnp.where(mask, ret.T, 0.0)
+    # END SOLUTION

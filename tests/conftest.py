@@ -8,7 +8,11 @@ os.environ.setdefault("MINIRLHF_CACHE_DIR", "")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
-from xdist.scheduler import LoadFileScheduling  # noqa: E402
+
+try:  # pytest-xdist is optional: the suite also runs in one process without it
+    from xdist.scheduler import LoadFileScheduling
+except ImportError:
+    LoadFileScheduling = None
 
 from minirlhf.envs import make_task  # noqa: E402
 from minirlhf.model import ModelConfig, init_model  # noqa: E402
@@ -31,21 +35,40 @@ short files fill in around them at the end; the rest keep pytest's order. Only t
 depends on this list, never a result."""
 
 
-class GroupScheduling(LoadFileScheduling):
-    """xdist's loadfile schedule with the groups above (`_split_scope` maps a test's node id
-    to its group; groups go to the workers in collection order, see `--no-loadscope-reorder`)."""
-
-    def _split_scope(self, nodeid: str) -> str:
-        if "::test_lecture_runs[" in nodeid:
-            return nodeid
-        file = nodeid.split("::", 1)[0]
-        return SHARED_GROUPS.get(Path(file).name, file)
+def _group(nodeid: str) -> str:
+    """The schedule group of a test's node id (see above)."""
+    if "::test_lecture_runs[" in nodeid:
+        return nodeid
+    file = nodeid.split("::", 1)[0]
+    return SHARED_GROUPS.get(Path(file).name, file)
 
 
-def pytest_xdist_make_scheduler(config, log):
-    if config.getvalue("dist") == "loadfile":
-        return GroupScheduling(config, log)
-    return None  # another --dist mode asked for on the command line: xdist's own
+if LoadFileScheduling is not None:
+    class GroupScheduling(LoadFileScheduling):
+        """xdist's loadfile schedule with the groups above (`_split_scope` maps a test's node
+        id to its group; groups go to the workers in collection order, see
+        `--no-loadscope-reorder`)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    def _dist_asked(config) -> bool:
+        args = list(config.invocation_params.args) + os.environ.get("PYTEST_ADDOPTS", "").split()
+        return any(str(a).startswith("--dist") for a in args)
+
+    def pytest_configure(config):
+        # `--dist loadfile --no-loadscope-reorder` used to be addopts in pyproject.toml,
+        # which made pytest-xdist a hard requirement; they are the default here instead.
+        if not _dist_asked(config):
+            config.option.loadscopereorder = False
+
+    @pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown when `-p no:xdist`
+    def pytest_xdist_make_scheduler(config, log):
+        # `-n N` alone means "load" to xdist; this suite's default is its grouped loadfile.
+        dist = config.getvalue("dist")
+        if dist == "loadfile" or (dist == "load" and not _dist_asked(config)):
+            return GroupScheduling(config, log)
+        return None  # another --dist mode asked for on the command line: xdist's own
 
 
 def pytest_collection_modifyitems(config, items):

@@ -95,7 +95,8 @@ def test_console_script_help_lists_documented_options():
 
 
 @pytest.mark.parametrize("command", ["pipeline", "pretrain", "sft", "sample", "preferences",
-                                     "reward", "rlhf", "grpo", "ppo", "ppo-eval"])
+                                     "reward", "rlhf", "grpo", "ppo", "ppo-eval",
+                                     "assignment"])
 def test_every_command_has_a_help_page(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])

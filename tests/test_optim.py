@@ -2,7 +2,6 @@
 for the language-model and Bradley-Terry steps."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest

@@ -53,7 +53,7 @@ def test_each_bad_record_is_reported_with_its_line_and_nothing_loads(tmp_path, b
     with pytest.raises(ValueError) as err:
         load_preferences(path, TOK)
     text = str(err.value)
-    assert f"p.jsonl, line 3: " in text and message in text
+    assert "p.jsonl, line 3: " in text and message in text
     assert "nothing loaded" in text
 
 

@@ -1,0 +1,272 @@
+"""Course assignments built from the reference code, and their autograder (layer 3).
+
+One source of truth: inside the bodies of the reference functions, the lines a student
+writes sit between two comment lines (the convention of nbgrader and otter-grader)
+
+    # BEGIN SOLUTION
+    ...the reference implementation...
+    # END SOLUTION
+
+Comments only, so a user of the library never sees them. For an assignment, `make` copies
+the package and replaces *that assignment's* regions by `raise NotImplementedError("<part>:
+<hint>")`, keeping signature and docstring; every other region just loses its two marker
+lines and keeps the reference, so later assignments never need a student's earlier answers.
+
+    minirlhf assignment list
+    minirlhf assignment make NAME --out DIR
+    minirlhf assignment grade NAME --submission DIR [--results results.json]
+    minirlhf assignment validate [NAME]
+
+The graded tests live next to this file, in `graded/`: `<name>_public.py` (copied to the
+student's folder) and `<name>_hidden.py` (never). Each test is named `test_<part>__<what>`,
+which is how scores add up per part.
+
+Why not nbgrader or otter-grader (both installable here): each takes a *notebook* as the
+assignment. nbgrader's ClearSolutions preprocessor clears every marked region of every
+cell of a notebook (no per-assignment choice, no `.py` modules of a package) and its
+pipeline wants a course directory and a gradebook database; `otter assign` turns a master
+notebook (or Rmd) into a student notebook and otter's own test format. Here the assignment
+is a Python package whose modules import each other, and a region is stubbed or kept
+depending on which assignment is built; that is a hundred lines (`builder.py`), and
+grading is plain pytest against reference values, the shape courses such as Stanford
+CS336 use (students fill in functions, tests compare them with stored references).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GRADED_DIR = Path(__file__).parent / "graded"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One graded piece of an assignment: a marked region a student fills in (or, with
+    `function=None`, an integration test of the assignment's other parts)."""
+
+    name: str
+    """Identifier; graded tests of this part are named test_<name>__<what>."""
+    points: float
+    """Points for passing all of the part's graded tests (shared equally among them)."""
+    title: str
+    """One line for the README and the score table."""
+    module: str | None = None
+    """The file, relative to the package, holding the marked region (e.g. "losses.py")."""
+    function: str | None = None
+    """Qualified name of the function whose body holds the region ("Class.method")."""
+    hint: str = ""
+    """What the NotImplementedError says to the student."""
+
+
+@dataclass(frozen=True)
+class WrongSolution:
+    """A plausible mistake: `old` replaced by `new` inside one part's marked region of the
+    reference. `validate` checks that the autograder marks it down on that part."""
+
+    part: str
+    description: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Assignment:
+    name: str
+    title: str
+    parts: tuple[Part, ...]
+    wrong: tuple[WrongSolution, ...] = field(default=())
+
+    @property
+    def public_tests(self) -> Path:
+        return GRADED_DIR / f"{self.name}_public.py"
+
+    @property
+    def hidden_tests(self) -> Path:
+        return GRADED_DIR / f"{self.name}_hidden.py"
+
+    @property
+    def points(self) -> float:
+        return sum(p.points for p in self.parts)
+
+    def part(self, name: str) -> Part:
+        for p in self.parts:
+            if p.name == name:
+                return p
+        raise KeyError(f"assignment {self.name!r} has no part {name!r}; its parts: "
+                       f"{', '.join(p.name for p in self.parts)}")
+
+    def stubs(self) -> dict[str, dict[str, str]]:
+        """{module file: {function qualname: NotImplementedError message}} of the regions
+        this assignment blanks."""
+        out: dict[str, dict[str, str]] = {}
+        for p in self.parts:
+            if p.function is not None:
+                out.setdefault(p.module, {})[p.function] = f"{p.name}: {p.hint}"
+        return out
+
+
+ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
+    Assignment(
+        "transformer", "1. The transformer and sampling",
+        parts=(
+            Part("causal_mask", 3, "causal attention with the padding mask",
+                 "model.py", "causal_attention_mask",
+                 "return the (B, T, T) mask [b, t, s] = (s <= t) and mask[b, s]"),
+            Part("kv_cache", 4, "one KV-cached forward step over cache slots",
+                 "model.py", "forward_cached",
+                 "write the new tokens' validity into cache.valid at `index`, build the "
+                 "(B, T, S) mask (slot <= the query's slot, and valid), call the model with "
+                 "the cache; set `out`"),
+            Part("top_p", 3, "nucleus (top-p) filtering of the logits",
+                 "generate.py", "filter_logits",
+                 "keep the smallest set of most likely tokens whose mass reaches top_p (the "
+                 "token that crosses the threshold stays); set the rest of x to -inf"),
+        ),
+        wrong=(
+            WrongSolution("causal_mask", "ignores the padding mask",
+                          "return causal[None] & mask[:, None, :]",
+                          "return jnp.broadcast_to(causal[None], (mask.shape[0], T, T))"),
+            WrongSolution("causal_mask", "attends to the future (upper triangle)",
+                          "jnp.tril(", "jnp.triu("),
+            WrongSolution("kv_cache", "no causal order among the new tokens of a prefill",
+                          "(slot[None, :] <= query_slot[:, None])[None] & valid[:, None, :]",
+                          "jnp.broadcast_to(valid[:, None, :], (B, T, S))"),
+            WrongSolution("top_p", "drops the token that crosses the threshold",
+                          "mass_before = jnp.cumsum(probs, axis=-1) - probs",
+                          "mass_before = jnp.cumsum(probs, axis=-1)"),
+        )),
+    Assignment(
+        "policy_gradients", "2. Policy gradients and PPO",
+        parts=(
+            Part("gae", 4, "generalised advantage estimation with termination vs truncation",
+                 "advantages.py", "gae",
+                 "compute delta_t (bootstrap V(s'_t) unless terminated), then the reverse "
+                 "recursion A_t = delta_t + gamma lam (1 - done_t) A_{t+1} with jax.lax.scan"),
+            Part("clipped_surrogate", 3, "PPO's clipped surrogate objective",
+                 "losses.py", "clipped_surrogate",
+                 "rho = exp(logp - old_logp); min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A)"),
+            Part("ppo_cartpole", 3, "your GAE and surrogate train PPO on CartPole (return >= 100)"),
+        ),
+        wrong=(
+            WrongSolution("gae", "bootstraps through termination",
+                          "gamma * not_term * f32(next_values)", "gamma * f32(next_values)"),
+            WrongSolution("gae", "treats truncation as termination",
+                          "gamma * not_term * f32(next_values)",
+                          "gamma * not_done * f32(next_values)"),
+            WrongSolution("gae", "does not cut the sum at episode ends",
+                          "gamma * lam * nd * carry.advantage", "gamma * lam * carry.advantage"),
+            WrongSolution("clipped_surrogate", "max instead of min (optimistic bound)",
+                          "return jnp.minimum(", "return jnp.maximum("),
+            WrongSolution("clipped_surrogate", "ratio the wrong way up",
+                          "jnp.exp(logp - old_logp)", "jnp.exp(old_logp - logp)"),
+        )),
+    Assignment(
+        "preferences", "3. Learning from preferences",
+        parts=(
+            Part("bradley_terry", 3, "the Bradley-Terry loss with soft labels and a mask",
+                 "losses.py", "bradley_terry_loss",
+                 "-mean[p log sigma(r_a - r_b) + (1 - p) log sigma(r_b - r_a)] over the mask, "
+                 "with jax.nn.log_sigmoid"),
+            Part("ranking", 3, "the ranking loss over all K(K-1)/2 pairs",
+                 "losses.py", "ranking_loss",
+                 "expand each ranking (best first) into its pairs with ranking_pairs and apply "
+                 "bradley_terry_loss; a masked ranking masks all of its pairs"),
+            Part("last_token_score", 4, "the reward model's score at the last real token",
+                 "model.py", "forward",
+                 "apply model.score to the hidden state of each row's last real token "
+                 "(left or right padding) and set out.scalar, shape (B,)"),
+        ),
+        wrong=(
+            WrongSolution("bradley_terry", "sign flipped",
+                          "jnp.asarray(r_a, jnp.float32) - jnp.asarray(r_b, jnp.float32)",
+                          "jnp.asarray(r_b, jnp.float32) - jnp.asarray(r_a, jnp.float32)"),
+            WrongSolution("bradley_terry", "ignores the mask",
+                          "return masked_mean(nll, _mask(gap, mask))", "return jnp.mean(nll)"),
+            WrongSolution("ranking", "adjacent pairs only",
+                          "better, worse = ranking_pairs(rewards.shape[1])",
+                          "better = jnp.arange(rewards.shape[1] - 1); worse = better + 1"),
+            WrongSolution("last_token_score", "scores the last position, padding or not",
+                          "h_last = out.hidden[jnp.arange(tokens.shape[0]), last]",
+                          "h_last = out.hidden[:, -1]"),
+        )),
+    Assignment(
+        "rlhf", "4. RLHF with PPO on a language model",
+        parts=(
+            Part("kl_rewards", 4, "KL-shaped token rewards",
+                 "rollout.py", "kl_shaped_rewards",
+                 "r_t = -beta kl_t on response tokens (0 off the mask), plus the score at "
+                 "each row's last real token; return (rewards, kl)"),
+            Part("kl_controller", 2, "the adaptive KL controller (Ziegler et al. 2019)",
+                 "rlhf.py", "AdaptiveKLController.update",
+                 "e = clip(KL / target - 1, -clip, clip); beta * (1 + e * n_steps / horizon)"),
+            Part("token_gae", 4, "per-token GAE over each response",
+                 "rollout.py", "token_gae",
+                 "next value = value of the next token (0 after the last real one), the "
+                 "episode ends at the last real token, padding is cut off; call `gae` "
+                 "(time first) and zero the result off the mask"),
+        ),
+        wrong=(
+            WrongSolution("kl_rewards", "KL penalty outside the response (prompt/padding)",
+                          "kl = jnp.where(mask, kl_estimate(logprobs, ref_logprobs, "
+                          "kl_estimator), 0.0)",
+                          "kl = kl_estimate(logprobs, ref_logprobs, kl_estimator)"),
+            WrongSolution("kl_rewards", "score on the last column, not the last real token",
+                          "last = last_real_index(mask)  # (B,)",
+                          "last = jnp.full(mask.shape[:1], mask.shape[1] - 1)"),
+            WrongSolution("kl_controller", "error sign flipped",
+                          "kl / self.target - 1.0", "1.0 - kl / self.target"),
+            WrongSolution("kl_controller", "error not clipped",
+                          "jnp.clip(kl / self.target - 1.0, -self.clip, self.clip)",
+                          "(kl / self.target - 1.0)"),
+            WrongSolution("token_gae", "next value not shifted",
+                          "jnp.concatenate([values[:, 1:], jnp.zeros_like(values[:, :1])], 1)",
+                          "values"),
+        )),
+    Assignment(
+        "grpo", "5. GRPO",
+        parts=(
+            Part("group_advantages", 4, "group-relative advantages (GRPO, Dr. GRPO, RLOO)",
+                 "advantages.py", "group_advantages",
+                 "centre each group's rewards; grpo divides by the sample std (floored), "
+                 "rloo scales by G / (G - 1); flat groups get exactly 0"),
+            Part("grpo_loss", 4, "the GRPO loss: clipped surrogate minus beta k3",
+                 "losses.py", "grpo_loss",
+                 "per token: clipped_surrogate with the response's advantage, minus beta * "
+                 "kl_estimate(..., 'k3') if beta; return -aggregate(...)"),
+        ),
+        wrong=(
+            WrongSolution("group_advantages", "population std (ddof 0)",
+                          "std = jnp.std(r, axis=1, keepdims=True, ddof=1)",
+                          "std = jnp.std(r, axis=1, keepdims=True)"),
+            WrongSolution("grpo_loss", "KL term added instead of subtracted",
+                          "per_token - beta * kl_estimate", "per_token + beta * kl_estimate"),
+        )),
+    Assignment(
+        "trex", "6. T-REX: rewards from ranked demonstrations",
+        parts=(
+            Part("snippet_loss", 4, "T-REX's snippet loss",
+                 "losses.py", "trajectory_preference_loss",
+                 "sum each snippet's per-step rewards over its mask, then bradley_terry_loss"),
+        ),
+        wrong=(
+            WrongSolution("snippet_loss", "ignores the snippet masks",
+                          "jnp.sum(jnp.where(mask_a, step_rewards_a, 0.0), axis=-1)",
+                          "jnp.sum(step_rewards_a, axis=-1)"),
+        )),
+)}
+
+
+def get_assignment(name: str) -> Assignment:
+    """The registered assignment `name`; a ValueError listing the known ones otherwise."""
+    if name not in ASSIGNMENTS:
+        raise ValueError(f"unknown assignment {name!r}; known assignments: "
+                         f"{', '.join(ASSIGNMENTS)}")
+    return ASSIGNMENTS[name]
+
+
+from minirlhf.assignments.builder import make, stub_source  # noqa: E402
+from minirlhf.assignments.grader import grade, validate  # noqa: E402
+
+__all__ = ["ASSIGNMENTS", "Assignment", "Part", "WrongSolution", "get_assignment", "make",
+           "stub_source", "grade", "validate"]
