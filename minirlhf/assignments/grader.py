@@ -196,10 +196,18 @@ def grade(name: str, submission_dir: str | Path | None,
     if verbose:
         for r in results:
             if not r.passed:
-                first = r.output.strip().splitlines()[:1] or [""]
-                print(f"FAILED {r.part}: {r.name}: {first[0][:160]}")
+                print(f"FAILED {r.part}: {r.name}: {_reason(r.output)[:160]}")
         print(format_table(a, out["parts"]))
     return out
+
+
+def _reason(output: str) -> str:
+    """The line of a pytest failure that says what went wrong: its last `E   ...` line (the
+    exception and its message), else the last non-empty line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line[1:].strip() for line in lines if line.startswith("E ")
+              and not line[1:].strip().startswith(("-", "For simplicity"))]
+    return errors[-1] if errors else (lines[-1] if lines else "")
 
 
 def validate(name: str, jobs: int = 2, verbose: bool = True) -> dict:
