@@ -63,6 +63,7 @@ from minirlhf.losses import next_token_loss, next_token_nll
 from minirlhf.model import (ModelConfig, causal_attention_mask, count_params, forward, init_model,
                             positions_from_mask)
 from minirlhf.lm_training import trim
+from minirlhf.logging import expect
 from minirlhf.pretrain import PretrainConfig, lm_data_from_texts, pretrain
 from minirlhf.sft import SFTConfig, complete, format_rate, sft, sft_data
 from minirlhf.tokenizer import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
@@ -586,7 +587,8 @@ plt.ylabel("fraction in the demonstrated format")
 plt.title(f"format rate over {len(prompts)} prompts")
 plt.show()
 print({f"{m}, {s}": round(r, 3) for (m, s), r in rates.items()})
-assert rates[("SFT", "τ = 1")] > rates[("pre-trained", "τ = 1")]
+expect(rates[("SFT", "τ = 1")] > rates[("pre-trained", "τ = 1")],
+       "SFT samples the format more often than the pre-trained model")
 
 # %% [markdown]
 # Behavioural cloning taught the labeler's format in 100 steps. It copies

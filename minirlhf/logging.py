@@ -89,6 +89,27 @@ def say(text: str) -> None:
     tqdm.write(text)
 
 
+STRICT_ENV = "MINIRLHF_STRICT"
+"""Set to 1 (the lecture tests do) to make a failed `expect` an error."""
+
+
+def expect(condition: bool, claim: str) -> bool:
+    """Check a *learning* claim of a lecture (a training outcome, which varies with the CPU,
+    BLAS and library versions), unlike an exact identity, which a plain `assert` checks.
+
+    Returns `condition`. When it is false: raises AssertionError if the environment sets
+    MINIRLHF_STRICT=1 (CI runs every lecture so); otherwise prints a note and lets the
+    notebook go on, so a handout never aborts on a slower or different laptop.
+    """
+    if bool(condition):
+        return True
+    if os.environ.get(STRICT_ENV) == "1":
+        raise AssertionError(f"expected: {claim}")
+    say(f"note: expected {claim}, and this run did not show it (training outcomes vary "
+        "with the machine and library versions; the rest of the notebook still runs)")
+    return False
+
+
 def plot_curves(records: list[dict], keys: list[str], path: str | Path, title: str = "") -> None:
     """Plot each metric in `keys` against step (skipping records without it) into a PNG."""
     fig = Figure(figsize=(6, 4))

@@ -24,6 +24,8 @@ import pytest
 from ipykernel.kernelspec import write_kernel_spec
 from nbclient import NotebookClient
 
+from minirlhf.logging import STRICT_ENV, expect
+
 LECTURES_DIR = Path(__file__).resolve().parent.parent / "lectures"
 NOTEBOOKS = sorted(LECTURES_DIR.glob("*.ipynb"))
 TWINS = sorted(LECTURES_DIR.glob("[0-9]*.py"))
@@ -90,6 +92,7 @@ def test_lecture_runs(notebook: Path, pinned_kernel, tmp_path, monkeypatch):
     # is also the working directory, so a run never writes into the repository.
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("MINIRLHF_QUIET", "1")
+    monkeypatch.setenv(STRICT_ENV, "1")  # a learning claim (`expect`) that fails is an error here
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # debugpy's frozen-module note
     nb = nbformat.read(notebook, as_version=4)
     client = NotebookClient(nb, kernel_name=pinned_kernel, timeout=CELL_TIMEOUT_S,
@@ -109,3 +112,13 @@ def test_lecture_runs(notebook: Path, pinned_kernel, tmp_path, monkeypatch):
              if cell.cell_type == "code" and "plt.show()" in cell.source
              and not any("image/png" in out.get("data", {}) for out in cell.outputs)]
     assert not blank, f"{notebook.name}: cells {blank} call plt.show() but display no figure"
+
+
+def test_expect_notes_a_failed_learning_claim_and_raises_only_when_strict(monkeypatch, capsys):
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    assert expect(True, "never shown") is True and capsys.readouterr().out == ""
+    assert expect(False, "the loss falls") is False  # a student's laptop: a note, no abort
+    assert "note: expected the loss falls" in capsys.readouterr().out
+    monkeypatch.setenv(STRICT_ENV, "1")
+    with pytest.raises(AssertionError, match="expected: the loss falls"):
+        expect(False, "the loss falls")
