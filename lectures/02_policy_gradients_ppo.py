@@ -205,11 +205,13 @@ adv, ret = gae(*map(col, (rewards, values, next_values, terminated, done)), gamm
 adv_wrong, _ = gae(*map(col, (rewards, values, next_values, done, done)), gamma, lam)
 
 # The same recursion as a plain Python loop, backwards in time: the scan's reference.
+# BEGIN SOLUTION
 by_hand, following = [], 0.0
 for t in reversed(range(6)):
     delta = float(rewards[t] + gamma * (1 - terminated[t]) * next_values[t] - values[t])
     following = delta + gamma * lam * (1 - float(done[t])) * following
     by_hand.insert(0, following)
+# END SOLUTION
 np.testing.assert_allclose(np.asarray(adv[:, 0]), by_hand, rtol=1e-6)
 
 print("t                            ", "  ".join(f"{t:6d}" for t in range(6)))

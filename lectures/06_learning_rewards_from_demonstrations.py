@@ -406,10 +406,12 @@ obs_train = jnp.asarray(train.obs)  # (D_train, T, O)
 loss, acc = trex_loss(spec, params0, stats_train, obs_train, None,
                       jax.tree.map(jnp.asarray, snips), cfg.snippet_max)
 r_all = np.asarray(raw_rewards(spec, params0, stats_train, obs_train, None))  # (D_train, T)
+# BEGIN SOLUTION
 better = np.array([r_all[d, t:t + n].sum() for d, t, n in
                    zip(snips.better, snips.start_better, snips.length)])  # (B,)
 worse = np.array([r_all[d, t:t + n].sum() for d, t, n in
                   zip(snips.worse, snips.start_worse, snips.length)])  # (B,)
+# END SOLUTION
 bt = bradley_terry_loss(jnp.asarray(better), jnp.asarray(worse))
 print(f"trex_loss {float(loss):.6f}   bradley_terry_loss on hand-summed snippets "
       f"{float(bt):.6f}   (accuracy {float(acc):.2f}, an untrained network: about chance)")

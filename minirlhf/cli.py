@@ -13,7 +13,7 @@
     minirlhf drex     --env CartPole-v1 [--demos runs/demos/demos.npz] [--out runs/drex ...]
     minirlhf ppo      [--preset cartpole] [--env Pendulum-v1] [--num_seeds 4 ...]
     minirlhf ppo-eval --run runs/ppo [--episodes 10] [--video ep.gif] [--filmstrip ep.png]
-    minirlhf assignment list | make NAME --out DIR | grade NAME --submission DIR
+    minirlhf assignment list | make NAME --out DIR [--no-execute] | grade NAME --submission DIR
                         [--results results.json] | validate [NAME]
 
 Every field of a config is an option (nested fields with dots), with the field's docstring
@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = asub.add_parser("make", help="write an assignment's folder for students")
     a.add_argument("name", help="assignment name (see `minirlhf assignment list`)")
     a.add_argument("--out", required=True, help="folder to write (must not hold minirlhf/)")
+    a.add_argument("--no-execute", action="store_true",
+                   help="do not run the lecture for the handout's outputs (seconds instead of "
+                   "about 3 minutes; the handout then has no outputs)")
     a = asub.add_parser("grade", help="grade a submission: score per part, results.json")
     a.add_argument("name", help="assignment name")
     a.add_argument("--submission", required=True,
@@ -211,7 +214,11 @@ def _assignment(args) -> int:
                 where = f"{p.module}: {p.function}" if p.function else "integration"
                 print(f"    {p.name:<20} {p.points:>4g}  {p.title} [{where}]")
     elif args.action == "make":
-        out = asg.make(args.name, args.out)
+        a = asg.get_assignment(args.name)  # an unknown name fails before the lecture runs
+        if not args.no_execute:
+            print(f"running lecture {a.lecture} for the handout's outputs (about 3 minutes; "
+                  "--no-execute skips it)", flush=True)
+        out = asg.make(args.name, args.out, execute=not args.no_execute)
         print(f"assignment {args.name!r} written to {out} (see {out / 'README.md'})")
     elif args.action == "grade":
         res = asg.grade(args.name, args.submission, args.results)

@@ -2,16 +2,19 @@
 broken submissions, `validate` of every assignment (the CI check that the reference scores
 full marks, the student version zero and each wrong solution less), and the CLI's refusals."""
 
+import dataclasses
 import json
 import subprocess
 import sys
 import textwrap
 import tomllib
 
+import nbformat
 import pytest
 
 from minirlhf.assignments import ASSIGNMENTS, grade, make, stub_source, validate
 from minirlhf.assignments.builder import build_package, package_dir, solution_regions
+from minirlhf.assignments.handout import find_leaks, handout_notebook, lecture_notebook, stub_cell
 from minirlhf.cli import main
 
 SOURCE = '''\
@@ -133,15 +136,33 @@ _CHECK_STUDENT_COPIES = textwrap.dedent('''
 def test_make_writes_importable_student_folders_without_answers(tmp_path):
     folders = {}
     for name, a in ASSIGNMENTS.items():
-        out = make(name, tmp_path / name)
+        out = make(name, tmp_path / name, execute=False)
         files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
         assert f"tests/test_{name}.py" in files and "README.md" in files
         assert [f for f in files if f.startswith("tests/")] == [f"tests/test_{name}.py"]
         assert not any(f.startswith("minirlhf/assignments/") or f.endswith(
             ("_hidden.py", "/references.py", "conftest.py")) for f in files), files
-        text = "\n".join((out / f).read_text() for f in files if f.endswith((".py", ".md")))
+        assert f"{a.lecture}.ipynb" in files  # the handout
+        text = "\n".join((out / f).read_text() for f in files
+                         if f.endswith((".py", ".md", ".ipynb")))
         assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
         assert "np_gae" not in text and "for t in reversed" not in text  # no reference loops
+        assert find_leaks(out, a) == []
+        handout = nbformat.read(out / f"{a.lecture}.ipynb", as_version=4)
+        nbformat.validate(handout)
+        lecture = nbformat.read(lecture_notebook(a), as_version=4)
+        assert len(handout.cells) == len(lecture.cells) + 2  # the header and the tests' cell
+        for p in a.parts:
+            if p.function:
+                assert f"`{p.function}` in `minirlhf/{p.module}`" in handout.cells[0].source
+        for h, c in zip(handout.cells[1:], lecture.cells):
+            marked = "# BEGIN SOLUTION" in c.source
+            assert ("exercise" in h.metadata.get("tags", [])) == marked
+            assert (h.source == c.source) != marked
+            if marked:  # the region, not the cell, is blanked
+                assert "raise NotImplementedError(" in h.source
+                assert c.source.splitlines()[0] == h.source.splitlines()[0]
+        assert "pytest" in handout.cells[-1].source
         meta = tomllib.loads((out / "pyproject.toml").read_text())  # installable on its own
         for pkg in meta["tool"]["setuptools"]["packages"]:
             assert (out / pkg.replace(".", "/") / "__init__.py").is_file(), pkg
@@ -171,10 +192,62 @@ def test_make_writes_importable_student_folders_without_answers(tmp_path):
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
 
 
+def test_stub_cell_blanks_regions_at_their_indentation():
+    cell = "x = 1\nif x:\n    # BEGIN SOLUTION\n    y = 2\n    # END SOLUTION\nprint(y)"
+    assert stub_cell(cell, "do it") == ("x = 1\nif x:\n    # YOUR CODE HERE\n"
+                                        "    raise NotImplementedError('do it')\nprint(y)")
+    assert stub_cell("a = 1") == "a = 1"
+    with pytest.raises(ValueError, match="without an END"):
+        stub_cell("# BEGIN SOLUTION\nx = 1")
+    with pytest.raises(ValueError, match="line 1: END SOLUTION without"):
+        stub_cell("# END SOLUTION")
+
+
+_TINY_LECTURE = [
+    "# Lecture 99 — A tiny lecture",
+    "x = 2 + 3\nprint('x is', x)",
+    # Lecture 5 prints the source of functions a student writes: the output is an answer.
+    "import inspect\nfrom minirlhf.advantages import group_advantages\n"
+    "print(inspect.getsource(group_advantages))",
+    "# BEGIN SOLUTION\ny = x * 2\n# END SOLUTION\nprint('y is', y)",
+]
+
+
+def test_handout_runs_the_lecture_and_keeps_no_answer(tmp_path, monkeypatch):
+    from minirlhf.assignments import handout
+
+    cells = [nbformat.v4.new_markdown_cell(_TINY_LECTURE[0])] + [
+        nbformat.v4.new_code_cell(c) for c in _TINY_LECTURE[1:]]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, tmp_path / "99_tiny.ipynb")
+    monkeypatch.setattr(handout, "LECTURES_DIR", tmp_path)
+    a = dataclasses.replace(ASSIGNMENTS["grpo"], lecture="99_tiny")
+    out = handout_notebook(a, execute=True)
+    header, _, run, source, exercise, tests = out.cells
+    assert "Lecture 99 — A tiny lecture" in header.source and "group_advantages" in header.source
+    assert "x is 5" in run.outputs[0]["text"]  # a cell of the lecture, run by the reference
+    assert source.outputs == [] and source.source == _TINY_LECTURE[2]  # its output was an answer
+    assert exercise.outputs == [] and exercise.metadata["tags"] == ["exercise"]
+    assert "y = x * 2" not in exercise.source and "NotImplementedError" in exercise.source
+    assert out.metadata["minirlhf"]["executed"] is True
+    (tmp_path / "student").mkdir()
+    nbformat.write(out, tmp_path / "student" / "handout.ipynb")
+    assert find_leaks(tmp_path / "student", a) == []
+    (tmp_path / "student" / "notes.md").write_text(
+        "    std = jnp.std(r, axis=1, keepdims=True, ddof=1)\n")  # a line of the answer
+    assert find_leaks(tmp_path / "student", a) == [
+        "notes.md: std = jnp.std(r, axis=1, keepdims=True, ddof=1)"]
+    missing = dataclasses.replace(a, lecture="98_none")
+    with pytest.raises(FileNotFoundError, match="98_none.ipynb, which is not there"):
+        handout_notebook(missing, execute=False)
+
+
 def test_grader_gives_zero_with_a_message_for_broken_submissions(tmp_path):
     # 1. A package that does not import: every part zero, the error in the output.
     broken = tmp_path / "broken"
-    make("trex", broken)
+    make("trex", broken, execute=False)
     init = broken / "minirlhf" / "__init__.py"
     init.write_text(init.read_text() + "\nraise ImportError('my typo')\n")
     res = grade("trex", broken, tmp_path / "broken.json", verbose=False)
@@ -217,8 +290,9 @@ def test_cli_refuses_unknown_names_and_bad_folders(tmp_path, capsys):
     assert "has no minirlhf/__init__.py" in capsys.readouterr().err
     assert main(["assignment", "grade", "rlhf", "--submission", str(tmp_path / "no")]) == 2
     assert "is not a folder" in capsys.readouterr().err
-    assert main(["assignment", "make", "trex", "--out", str(tmp_path / "t")]) == 0
-    assert main(["assignment", "make", "trex", "--out", str(tmp_path / "t")]) == 2
+    t = str(tmp_path / "t")
+    assert main(["assignment", "make", "trex", "--out", t, "--no-execute"]) == 0
+    assert main(["assignment", "make", "trex", "--out", t, "--no-execute"]) == 2
     assert "exists already" in capsys.readouterr().err
     assert main(["assignment", "list"]) == 0
     out = capsys.readouterr().out

@@ -21,7 +21,8 @@ def test_every_dependency_is_pinned_within_its_declared_range():
             name, version = line.split("==")
             pins[_norm(name)] = version
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for text in project["dependencies"] + project["optional-dependencies"]["test"]:
+    extras = project["optional-dependencies"]
+    for text in project["dependencies"] + extras["test"] + extras["course"]:
         req = Requirement(text)
         assert _norm(req.name) in pins, f"{req.name} is not pinned in constraints.txt"
         assert req.specifier.contains(pins[_norm(req.name)], prereleases=True), \

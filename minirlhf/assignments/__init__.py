@@ -74,6 +74,8 @@ class WrongSolution:
 class Assignment:
     name: str
     title: str
+    lecture: str
+    """The lecture its handout notebook is made from (lectures/<lecture>.ipynb)."""
     parts: tuple[Part, ...]
     wrong: tuple[WrongSolution, ...] = field(default=())
 
@@ -109,6 +111,7 @@ class Assignment:
 ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
     Assignment(
         "transformer", "1. The transformer and sampling",
+        "01_language_models",
         parts=(
             Part("causal_mask", 3, "causal attention with the padding mask",
                  "model.py", "causal_attention_mask",
@@ -138,6 +141,7 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
         )),
     Assignment(
         "policy_gradients", "2. Policy gradients and PPO",
+        "02_policy_gradients_ppo",
         parts=(
             Part("gae", 4, "generalised advantage estimation with termination vs truncation",
                  "advantages.py", "gae",
@@ -163,6 +167,7 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
         )),
     Assignment(
         "preferences", "3. Learning from preferences",
+        "03_learning_from_preferences",
         parts=(
             Part("bradley_terry", 3, "the Bradley-Terry loss with soft labels and a mask",
                  "losses.py", "bradley_terry_loss",
@@ -192,6 +197,7 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
         )),
     Assignment(
         "rlhf", "4. RLHF with PPO on a language model",
+        "04_rlhf_ppo",
         parts=(
             Part("kl_rewards", 4, "KL-shaped token rewards",
                  "rollout.py", "kl_shaped_rewards",
@@ -225,6 +231,7 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
         )),
     Assignment(
         "grpo", "5. GRPO",
+        "05_grpo_r1_zero",
         parts=(
             Part("group_advantages", 4, "group-relative advantages (GRPO, Dr. GRPO, RLOO)",
                  "advantages.py", "group_advantages",
@@ -244,6 +251,7 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
         )),
     Assignment(
         "trex", "6. T-REX: rewards from ranked demonstrations",
+        "06_learning_rewards_from_demonstrations",
         parts=(
             Part("snippet_loss", 4, "T-REX's snippet loss",
                  "losses.py", "trajectory_preference_loss",

@@ -166,6 +166,9 @@ rest of the library around your code.
 
 Total: {total:g} points.
 
+The notebook `{lecture}.ipynb` is the lecture this assignment comes from, with its
+answers left to you (cells marked `# YOUR CODE HERE`); it calls your functions as it goes.
+
 ## Run the public tests
 
     pip install -e .            # or: run from this folder, which puts ./minirlhf first
@@ -203,18 +206,33 @@ addopts = "-p no:cacheprovider"
 """
 
 
-def make(name: str, out: str | Path) -> Path:
+def make(name: str, out: str | Path, execute: bool = True) -> Path:
     """Write assignment `name`'s folder for students to `out`: the package with the
-    assignment's regions blanked (out/minirlhf), its public tests (out/tests), a README with
-    the parts and points, and a pyproject.toml so that `pip install -e out` works."""
+    assignment's regions blanked (out/minirlhf), its public tests (out/tests), the handout
+    notebook (its lecture with the answers blanked; with `execute`, run first against the
+    reference so the other cells keep their outputs: minutes), a README with the parts and
+    points, and a pyproject.toml so that `pip install -e out` works.
+
+    The slow part (running the lecture) comes before anything is written, so a failure
+    leaves no half-made folder."""
     from importlib.metadata import PackageNotFoundError, requires
 
     from minirlhf.assignments import get_assignment
+    from minirlhf.assignments.handout import handout_notebook
 
     a = get_assignment(name)
     out = Path(out)
+    if (out / "minirlhf").exists():
+        raise FileExistsError(f"{out / 'minirlhf'} exists already; choose an empty --out folder")
+    try:
+        import nbformat
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("making a handout notebook needs nbformat, nbclient and "
+                                  "ipykernel: pip install -e \".[course]\"") from None
+    notebook = handout_notebook(a, execute=execute)
     out.mkdir(parents=True, exist_ok=True)
     build_package(out, a.stubs())
+    nbformat.write(notebook, out / f"{a.lecture}.ipynb")
     (out / "tests").mkdir(exist_ok=True)
     shutil.copyfile(a.public_tests, out / "tests" / f"test_{name}.py")
     rows = "\n".join(
@@ -222,7 +240,7 @@ def make(name: str, out: str | Path) -> Path:
         + (f"`minirlhf/{p.module}`: `{p.function}`" if p.function else "(uses the parts above)")
         + " |" for p in a.parts)
     (out / "README.md").write_text(_README.format(title=a.title, rows=rows, total=a.points,
-                                                  name=name))
+                                                  name=name, lecture=a.lecture))
     try:
         deps = [r for r in requires("minirlhf") or [] if "extra ==" not in r]
     except PackageNotFoundError:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from minirlhf.assignments import GRADED_DIR, Assignment, get_assignment
 from minirlhf.assignments.builder import build_package, make
+from minirlhf.assignments.handout import find_leaks
 
 TEST_TIMEOUT_S = 60
 """pytest-timeout's limit per graded test (a test may ask for more with
@@ -211,15 +212,17 @@ def _reason(output: str) -> str:
 
 
 def validate(name: str, jobs: int = 2, verbose: bool = True) -> dict:
-    """nbgrader-style validation of assignment `name`: the reference scores full marks,
-    the untouched student version zero on every part, and each registered wrong solution
-    loses points on its part. Grading runs go `jobs` at a time. Raises AssertionError
+    """nbgrader-style validation of assignment `name`: the student's folder holds no line
+    of the answers (`find_leaks`), the reference scores full marks, the untouched student
+    version zero on every part, and each registered wrong solution loses points on its
+    part. Grading runs go `jobs` at a time. Raises AssertionError
     naming the part when any of this fails; returns {run: {part: points}}."""
     a = get_assignment(name)
     with tempfile.TemporaryDirectory(prefix=f"validate-{name}-") as tmp:
         tmp = Path(tmp)
         runs: dict[str, tuple[Path | None, list[str] | None]] = {"reference": (None, None)}
-        make(name, tmp / "student")
+        make(name, tmp / "student", execute=False)
+        leaks = find_leaks(tmp / "student", a)
         runs["student"] = (tmp / "student", None)
         for i, w in enumerate(a.wrong):
             p = a.part(w.part)
@@ -232,7 +235,7 @@ def validate(name: str, jobs: int = 2, verbose: bool = True) -> dict:
             scores = {k: score(a, f.result()) for k, f in futures.items()}
             failures = {k: [r for r in f.result() if not r.passed] for k, f in
                         futures.items()}
-    problems = []
+    problems = [f"an answer line is in the student's folder: {x}" for x in leaks]
     for p in a.parts:
         if scores["reference"].get(p.name) != p.points:
             why = "; ".join(f"{r.name}: {r.output.strip()[:300]}"
