@@ -358,3 +358,67 @@ def trajectory_preference_loss(step_rewards_a: jax.Array, step_rewards_b: jax.Ar
     ret_b = jnp.sum(jnp.where(mask_b, step_rewards_b, 0.0), axis=-1)
     return bradley_terry_loss(ret_a, ret_b, prob_a)
     # END SOLUTION
+
+
+# --- direct preference optimisation (Rafailov et al. 2023) ---------------------------------
+
+
+def dpo_implicit_rewards(logp: jax.Array, ref_logp: jax.Array, beta: float) -> jax.Array:
+    """DPO's implicit reward of a response: r(x, y) = beta log pi(y|x) / pi_ref(y|x).
+
+    The KL-regularised optimum pi* = pi_ref exp(r / beta) / Z(x) (lecture 4) turned around:
+    the policy *is* a reward model, up to beta log Z(x), which cancels in a comparison of
+    two responses to the same prompt (Rafailov et al. 2023, eq. 5).
+
+    Args:
+        logp, ref_logp: (...) sequence log-probabilities log pi(y|x), log pi_ref(y|x)
+            (sums over the response's tokens; the prompt's never enter).
+        beta: the KL coefficient, > 0.
+    Returns:
+        (...) implicit rewards.
+    """
+    return beta * (jnp.asarray(logp, jnp.float32) - jnp.asarray(ref_logp, jnp.float32))
+
+
+DPO_LOSSES = ("sigmoid", "ipo")
+
+
+def dpo_loss(logp_chosen: jax.Array, logp_rejected: jax.Array, ref_chosen: jax.Array,
+             ref_rejected: jax.Array, beta: float, loss_type: str = "sigmoid",
+             label_smoothing: float = 0.0, mask: jax.Array | None = None) -> jax.Array:
+    """The DPO loss: the Bradley-Terry loss on the implicit rewards (Rafailov et al. 2023,
+    eq. 7), with no reward model and no sampling:
+
+        sigmoid: L = bradley_terry_loss(r_c, r_r, prob_a = 1 - label_smoothing)
+                   = -mean[(1 - eps) log sigma(r_c - r_r) + eps log sigma(r_r - r_c)]
+        ipo:     L = mean[(h - 1 / (2 beta))^2]     (Azar et al. 2023, eq. 17)
+
+    with r = `dpo_implicit_rewards` and h = (r_c - r_r) / beta, the log-ratio margin.
+    label_smoothing eps > 0 is conservative DPO (labels flipped with probability eps).
+    IPO regresses the margin to a finite target instead of pushing it to infinity, so it
+    does not over-fit a preference set the policy can separate perfectly; it ignores eps.
+
+    Args:
+        logp_chosen, logp_rejected: (B,) log pi(y|x) of the chosen and rejected responses.
+        ref_chosen, ref_rejected: (B,) log pi_ref(y|x) of the same, fixed during training.
+        beta: the KL coefficient, > 0 (a Python number).
+        loss_type: "sigmoid" (DPO) or "ipo".
+        label_smoothing: eps in [0, 0.5).
+        mask: (B,) bool, pairs that count; None for all.
+    Returns:
+        scalar mean loss.
+    """
+    chex.assert_equal_shape([logp_chosen, logp_rejected, ref_chosen, ref_rejected])
+    if not beta > 0:
+        raise ValueError(f"dpo_loss needs beta > 0, got {beta!r}")
+    if loss_type not in DPO_LOSSES:
+        raise ValueError(f"unknown DPO loss_type {loss_type!r}; expected one of {DPO_LOSSES}")
+    if not 0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
+    r_c = dpo_implicit_rewards(logp_chosen, ref_chosen, beta)
+    r_r = dpo_implicit_rewards(logp_rejected, ref_rejected, beta)
+    if loss_type == "sigmoid":
+        return bradley_terry_loss(r_c, r_r, 1.0 - label_smoothing, mask)
+    f32 = lambda x: jnp.asarray(x, jnp.float32)
+    margin = (f32(logp_chosen) - f32(ref_chosen)) - (f32(logp_rejected) - f32(ref_rejected))
+    return masked_mean((margin - 1.0 / (2.0 * beta)) ** 2, _mask(margin, mask))

@@ -29,7 +29,7 @@ from minirlhf.tokenizer import CharTokenizer  # noqa: E402
 SHARED_GROUPS = {"test_cli.py": "tiny_pipeline", "test_rlhf.py": "tiny_pipeline"}
 LONG_FIRST = ("test_lectures.py", "test_cli.py", "test_rlhf.py", "test_grpo.py",
               "test_training.py", "test_generate.py", "test_ppo.py", "test_parallel.py",
-              "test_trex.py", "test_assignments.py")
+              "test_trex.py", "test_assignments.py", "test_dpo.py")
 """Files that take a minute or more on 2 cores (`--durations`), handed out first so that the
 short files fill in around them at the end; the rest keep pytest's order. Only the schedule
 depends on this list, never a result."""
