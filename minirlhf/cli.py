@@ -7,6 +7,7 @@
     minirlhf preferences --init runs/sft --out prefs.jsonl [--n 1000] [--k 2] [--target_agreement 0.7]
     minirlhf reward   --init runs/sft [--preferences prefs.jsonl] [--out runs/reward] [--steps 400 ...]
     minirlhf rlhf     --init runs/sft --reward runs/reward [--out runs/rlhf] [--beta 0.05 ...]
+    minirlhf dpo      --init runs/sft --preferences prefs.jsonl [--out runs/dpo] [--beta 0.1 ...]
     minirlhf grpo     [--task arithmetic] [--init runs/base] [--out runs/grpo] [--beta 0.04 ...]
     minirlhf demos    --env CartPole-v1 [--out runs/demos] [--snapshots 30 ...]
     minirlhf trex     --env CartPole-v1 [--demos runs/demos/demos.npz] [--out runs/trex ...]
@@ -79,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         "reward models, PPO, GRPO.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("pipeline", help="the main job: pretrain -> SFT -> preferences -> reward model -> PPO",
+    p = sub.add_parser("pipeline", help="the main job: pretrain -> SFT -> preferences -> "
+                       "reward model -> PPO (-> GRPO) (-> DPO)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/pipeline", help="folder for the whole run")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS),
@@ -87,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'hacking' runs PPO without a KL penalty (reward hacking)")
     add_config_options(p, PipelineConfig, skip={"sft.init", "reward.init", "reward.preferences",
                                                 "rlhf.init", "rlhf.reward", "grpo.init",
-                                                "grpo.reward"})
+                                                "grpo.reward", "dpo.init", "dpo.preferences",
+                                                "dpo.n_val"})
     p.add_argument("--stop_after", default=None, choices=STAGES,
                    help="stop once this stage is done (a re-run carries on from there)")
 
@@ -122,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reward", help="train a reward model on comparisons")
     p.add_argument("--out", default="runs/reward", help="run folder")
     add_config_options(p, RewardConfig)
+
+    from minirlhf.dpo import DPOConfig
+
+    p = sub.add_parser("dpo", help="DPO: train the SFT policy on preference pairs directly "
+                       "(no reward model, no sampling)")
+    p.add_argument("--out", default="runs/dpo", help="run folder")
+    add_config_options(p, DPOConfig)
 
     from minirlhf.rlhf import RLHFConfig
 
@@ -310,6 +320,17 @@ def _run(args) -> int:
               f"labels, {summary['val_gold_accuracy']:.1%} against the gold order (the labels "
               f"themselves: {summary['labels_gold_agreement']:.1%}); correlation with gold "
               f"{summary['pearson_gold']:.2f}; run folder {args.out}")
+    elif args.command == "dpo":
+        from minirlhf.dpo import DPOConfig, train_dpo
+
+        cfg = config_from_args(DPOConfig(), args)
+        _, _, s = train_dpo(cfg, args.out)
+        print(f"DPO: held-out implicit-reward accuracy {s['start']['val_reward_accuracy']:.1%}"
+              f" -> {s['val_reward_accuracy']:.1%}, margin {s['val_reward_margin']:.3f}; "
+              f"log pi(chosen) {s['start']['val_chosen_logp']:.1f} -> "
+              f"{s['val_chosen_logp']:.1f}, log pi(rejected) "
+              f"{s['start']['val_rejected_logp']:.1f} -> {s['val_rejected_logp']:.1f}; "
+              f"run folder {args.out} (plots: loss.png, dpo.png)")
     elif args.command == "rlhf":
         from minirlhf.rlhf import RLHFConfig, train_rlhf
 

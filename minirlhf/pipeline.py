@@ -1,14 +1,15 @@
 """The main job: the whole ChatGPT recipe on the default task, with a summary (layer 3).
 
-    pretrain -> SFT -> preference data -> reward model -> PPO (-> GRPO)
+    pretrain -> SFT -> preference data -> reward model -> PPO (-> GRPO) (-> DPO)
 
 (deck "Large Language Models and RL from Human Feedback", slide "High-Level Recipe for
 ChatGPT"). Each stage writes its own run folder under the pipeline's folder and checkpoints
 as it goes, so running the pipeline again resumes an interrupted stage and skips finished
 ones; the same seed gives the same final policy either way. The summary compares the SFT
-policy, best-of-n sampling from it, the PPO policy and the GRPO policy (the same reward
-model, no critic: DeepSeekMath's setting) on held-out prompts: the gold reward (which only
-this simulation knows), the reward model's score and the KL to SFT.
+policy, best-of-n sampling from it, the PPO policy, the GRPO policy (the same reward
+model, no critic: DeepSeekMath's setting) and the DPO policy (the same preference pairs, no
+reward model) on held-out prompts: the gold reward (which only this simulation knows), the
+reward model's score and the KL to SFT.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import jax
 
 from minirlhf.checkpoint import load_model
 from minirlhf.configs import check_positive_ints, override, to_dict
+from minirlhf.dpo import DPOConfig, train_dpo
 from minirlhf.envs import make_task
 from minirlhf.generate import SamplingConfig
 from minirlhf.grpo import GRPOConfig, train_grpo
@@ -34,7 +36,7 @@ from minirlhf.reward_model import RewardConfig, simulate_comparisons, train_rewa
 from minirlhf.rlhf import Evaluator, Frozen, RLHFConfig, train_rlhf
 from minirlhf.sft import SFTConfig, complete, format_rate, sft
 
-STAGES = ("pretrain", "sft", "preferences", "reward", "ppo", "grpo")
+STAGES = ("pretrain", "sft", "preferences", "reward", "ppo", "grpo", "dpo")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,11 @@ class PipelineConfig:
     compare at matched KL; at DeepSeekMath's 0.04 it drifts to about 9 nats."""
     grpo_stage: bool = True
     """Run stage 6 (GRPO) and add it to the table."""
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    """Stage 7: DPO from SFT on the reward model's training pairs (its `init`,
+    `preferences` and `n_val` are set by the pipeline: the same held-out part)."""
+    dpo_stage: bool = True
+    """Run stage 7 (DPO) and add it to the table."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """How the before/after-SFT samples are drawn."""
 
@@ -94,6 +101,7 @@ PRESETS: dict[str, dict] = {
         "rlhf.best_of_n": 4,
         "grpo.iterations": 4, "grpo.prompts_per_iteration": 4, "grpo.group_size": 4,
         "grpo.max_new_tokens": 48, "grpo.eval_every": 2, "grpo.checkpoint_every": 2,
+        "dpo.steps": 6, "dpo.batch_size": 16, "dpo.eval_every": 3, "dpo.checkpoint_every": 3,
         "n_samples": 8, "show": 3, "sampling.max_new_tokens": 48,
     },
     # About two minutes: a smaller model and budgets for which every stage still learns
@@ -114,7 +122,7 @@ PRESETS: dict[str, dict] = {
     # Reward hacking (deck slide "Controlling Divergence"): no KL penalty and a longer run.
     # The reward model's score keeps rising while the gold reward stalls and then falls.
     "hacking": {"rlhf.beta": 0.0, "rlhf.iterations": 150, "rlhf.lr": 5e-5,
-                "grpo_stage": False},
+                "grpo_stage": False, "dpo_stage": False},
 }
 
 
@@ -132,15 +140,17 @@ def stage_configs(cfg: PipelineConfig, out: Path) -> PipelineConfig:
         reward=dataclasses.replace(cfg.reward, init=str(out / "sft"),
                                    preferences=str(out / "preferences" / "comparisons.jsonl")),
         rlhf=dataclasses.replace(cfg.rlhf, init=str(out / "sft"), reward=str(out / "reward")),
-        grpo=dataclasses.replace(cfg.grpo, init=str(out / "sft"), reward=str(out / "reward")))
+        grpo=dataclasses.replace(cfg.grpo, init=str(out / "sft"), reward=str(out / "reward")),
+        dpo=dataclasses.replace(cfg.dpo, init=str(out / "sft"), n_val=cfg.reward.n_val,
+                                preferences=str(out / "preferences" / "comparisons.jsonl")))
 
 
-def grpo_on_reward_model(cfg: PipelineConfig, out_dir: Path) -> dict:
-    """Stage 6: GRPO from SFT against the reward model, evaluated as PPO is (the same
-    held-out prompts and key, `rlhf.Evaluator`): returns its summary of gold, score, kl,
-    format, length, and the samples."""
-    ref_graphdef, ref_params, tokenizer, meta = load_model(cfg.grpo.init)
-    rm_graphdef, rm_params, _, rm_meta = load_model(cfg.grpo.reward)
+def policy_evaluator(cfg: PipelineConfig):
+    """(task, evaluate): evaluate(graphdef, params) measures a policy as the PPO stage
+    measures its own (the same held-out prompts and key, `rlhf.Evaluator`, against SFT and
+    the reward model): its summary of gold, score, kl, format, length, and the samples."""
+    ref_graphdef, ref_params, tokenizer, meta = load_model(cfg.rlhf.init)
+    rm_graphdef, rm_params, _, rm_meta = load_model(cfg.rlhf.reward)
     task = make_task(meta["task"])
     evaluator = Evaluator(cfg.rlhf, task, tokenizer, ref_graphdef, rm_graphdef,
                           rm_meta["normalization"], Frozen(ref_params, rm_params))
@@ -150,7 +160,21 @@ def grpo_on_reward_model(cfg: PipelineConfig, out_dir: Path) -> dict:
         return {**samples.summary(task), "samples": samples.texts,
                 "points": [samples.gold.tolist(), samples.score.tolist()]}
 
+    return task, evaluate
+
+
+def grpo_on_reward_model(cfg: PipelineConfig, out_dir: Path) -> dict:
+    """Stage 6: GRPO from SFT against the reward model, evaluated as PPO is."""
+    task, evaluate = policy_evaluator(cfg)
     return train_grpo(cfg.grpo, out_dir, task=task, evaluate=evaluate)[2]["grpo"]
+
+
+def dpo_on_preferences(cfg: PipelineConfig, out_dir: Path) -> dict:
+    """Stage 7: DPO from SFT on the preference file of stage 3 (the reward model's training
+    pairs; the same held-out end), evaluated as PPO is. Returns the evaluation, with DPO's
+    own held-out numbers under "train"."""
+    graphdef, params, summary = train_dpo(cfg.dpo, out_dir)
+    return {**policy_evaluator(cfg)[1](graphdef, params), "train": summary}
 
 
 def make_preferences(cfg: RewardConfig, sft_dir: Path, out_dir: Path) -> dict:
@@ -176,8 +200,9 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
                  stop_after: str | None = None) -> dict:
     """Run the recipe into `out`, sample from each policy, and print a summary.
 
-    Writes out/pretrain/, out/sft/, out/preferences/, out/reward/, out/ppo/ (run folders),
-    out/summary.json, out/samples.txt and out/pipeline_config.json. Returns the summary.
+    Writes out/pretrain/, out/sft/, out/preferences/, out/reward/, out/ppo/, out/grpo/,
+    out/dpo/ (run folders), out/summary.json, out/samples.txt and out/pipeline_config.json.
+    Returns the summary.
 
     Args:
         stop_after: a stage name: stop once it is done (as if interrupted there).
@@ -200,7 +225,7 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
     atomic_write_text(out / "pipeline_config.json", json.dumps(to_dict(cfg), indent=2))
     times = {}
 
-    n_stages = 6 if cfg.grpo_stage else 5
+    n_stages = 5 + cfg.grpo_stage + cfg.dpo_stage
 
     def stage(i, name, text, fn):
         echo(f"[{i}/{n_stages}] {text}")
@@ -230,15 +255,23 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
                      lambda: train_rlhf(cfg.rlhf, out / "ppo"))
     if stop_after == "ppo":
         return {}
-    grpo = None
+    grpo = dpo = None
     if cfg.grpo_stage:
         grpo = stage(6, "grpo", "GRPO against the same reward model: groups, no critic",
                      lambda: grpo_on_reward_model(cfg, out / "grpo"))
+    if stop_after == "grpo":
+        return {}
+    if cfg.dpo_stage:
+        dpo = stage(5 + cfg.grpo_stage + 1, "dpo",
+                    "DPO on the same preference pairs: no reward model, no sampling",
+                    lambda: dpo_on_preferences(cfg, out / "dpo"))
 
     prompts = task.prompts(cfg.n_samples, seed=cfg.seed + 777)
     key = jax.random.key(cfg.seed)
     before = complete(g, pre_params, tokenizer, prompts, key, cfg.sampling)
     after = complete(g, sft_params, tokenizer, prompts, key, cfg.sampling)
+
+    others = {name: r for name, r in (("grpo", grpo), ("dpo", dpo)) if r is not None}
 
     def last(hist, name):
         vals = [r[name] for r in hist if name in r]
@@ -253,20 +286,21 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
         "reward": {k: rm[k] for k in ("val_accuracy", "val_gold_accuracy",
                                       "labels_gold_agreement", "pearson_gold")},
         "rlhf": {**{k: rl[k] for k in ("sft", "best_of_n", "ppo", "n")},
-                 **({"grpo": {k: v for k, v in grpo.items() if k not in ("samples", "points")}}
-                    if grpo else {})},
+                 **{name: {k: v for k, v in r.items() if k not in ("samples", "points")}
+                    for name, r in others.items()}},
         "seconds": times,
         "samples": [{"prompt": p, "pretrained": b, "sft": a}
                     for p, b, a in zip(prompts, before, after)],
-        "rlhf_samples": [{**s, **({"grpo": g} if grpo else {})} for s, g in
-                         zip(rl["samples"], grpo["samples"] if grpo else rl["samples"])],
+        "rlhf_samples": [{**s, **{name: r["samples"][i] for name, r in others.items()}}
+                         for i, s in enumerate(rl["samples"])],
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "samples.txt", "".join(
         f"{s['prompt']!r}\n  pretrained: {s['pretrained']!r}\n  sft:        {s['sft']!r}\n"
         for s in summary["samples"]) + "\n" + "".join(
         f"{s['prompt']!r}\n  sft:        {s['sft']!r}\n  best-of-{rl['n']}: {s['best_of_n']!r}\n"
-        f"  ppo:        {s['ppo']!r}\n" + (f"  grpo:       {s['grpo']!r}\n" if "grpo" in s else "")
+        f"  ppo:        {s['ppo']!r}\n" + "".join(f"  {name + ':':<11} {s[name]!r}\n"
+                                                for name in others)
         for s in summary["rlhf_samples"]))
     echo(format_summary(summary, cfg.show, out))
     return summary
@@ -290,25 +324,26 @@ def format_summary(summary: dict, show: int, out: Path) -> str:
         "policy        gold reward   reward-model score   KL to SFT (nats)   format   length",
     ]
     for key, name in (("sft", "SFT"), ("best_of_n", f"best-of-{n}"), ("ppo", "PPO"),
-                      ("grpo", "GRPO")):
+                      ("grpo", "GRPO"), ("dpo", "DPO")):
         if key not in rl:
             continue
         r = rl[key]
         kl = f"{r['kl']:.2f}" + (" (formula)" if key == "best_of_n" else "")
         lines.append(f"{name:<13} {r['gold']:>11.3f}   {r['score']:>18.3f}   {kl:>16}   "
                      f"{r['format']:>6.0%}   {r['length']:>6.1f}")
-    with_grpo = "grpo" in rl
-    lines += ["", f"prompt -> SFT | best-of-{n} | PPO" + (" | GRPO" if with_grpo else "")
-              + " (held-out prompts)"]
+    others = [k for k in ("grpo", "dpo") if k in rl]
+    lines += ["", f"prompt -> SFT | best-of-{n} | PPO"
+              + "".join(f" | {k.upper()}" for k in others) + " (held-out prompts)"]
     for s in summary["rlhf_samples"][:show]:
         lines.append(f"  {s['prompt']!r}")
         lines.append(f"     SFT:        {s['sft']!r}")
         lines.append(f"     best-of-{n:<3} {s['best_of_n']!r}")
         lines.append(f"     PPO:        {s['ppo']!r}")
-        if with_grpo:
-            lines.append(f"     GRPO:       {s['grpo']!r}")
+        for k in others:
+            lines.append(f"     {k.upper() + ':':<11} {s[k]!r}")
     secs = ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items())
     lines += ["", f"time per stage: {secs}",
               f"run folder: {out}  (curves: */loss.png, ppo/rlhf.png, ppo/gold_vs_score.png"
-              + (", grpo/grpo.png" if with_grpo else "") + "; all samples: samples.txt)"]
+              + (", grpo/grpo.png" if "grpo" in rl else "")
+              + (", dpo/dpo.png" if "dpo" in rl else "") + "; all samples: samples.txt)"]
     return "\n".join(lines)

@@ -25,16 +25,17 @@ def test_pipeline_tiny_runs_end_to_end(pipeline_run, capsys):
         assert (out / stage / "loss.png").exists() and (out / stage / "checkpoints").is_dir()
     assert (out / "preferences" / "comparisons.jsonl").exists()
     assert (out / "ppo" / "rlhf.png").exists() and (out / "ppo" / "gold_vs_score.png").exists()
-    for policy in ("sft", "best_of_n", "ppo", "grpo"):
+    for policy in ("sft", "best_of_n", "ppo", "grpo", "dpo"):
         assert set(summary["rlhf"][policy]) >= {"gold", "score", "kl"}
     assert (out / "grpo" / "grpo.png").exists() and "grpo" in summary["rlhf_samples"][0]
+    assert (out / "dpo" / "dpo.png").exists() and "dpo" in summary["rlhf_samples"][0]
     cfg = json.loads((out / "pretrain" / "config.json").read_text())
     assert cfg["steps"] == 20 and cfg["model"]["d_model"] == 32  # preset, then the override
 
 
 def test_pipeline_rerun_resumes_instead_of_repeating(pipeline_run, capsys):
     code, out = pipeline_run
-    stages = ("sft", "reward", "ppo", "grpo")
+    stages = ("sft", "reward", "ppo", "grpo", "dpo")
     before = {s: (out / s / "metrics.jsonl").read_text() for s in stages}
     summary = (out / "ppo" / "summary.json").read_text()
     assert main(["pipeline", "--preset", "tiny", "--out", str(out), "--pretrain.steps", "20"]) == 0
@@ -43,7 +44,7 @@ def test_pipeline_rerun_resumes_instead_of_repeating(pipeline_run, capsys):
     assert (out / "ppo" / "summary.json").read_text() == summary
     printed = capsys.readouterr().out
     assert "follows demo format" in printed and "reward-model score" in printed
-    assert "GRPO" in printed and "[6/6]" in printed
+    assert "GRPO" in printed and "DPO" in printed and "[7/7]" in printed
 
 
 def test_sample_command(pipeline_run, capsys):
@@ -95,7 +96,7 @@ def test_console_script_help_lists_documented_options():
 
 
 @pytest.mark.parametrize("command", ["pipeline", "pretrain", "sft", "sample", "preferences",
-                                     "reward", "rlhf", "grpo", "ppo", "ppo-eval",
+                                     "reward", "rlhf", "grpo", "dpo", "ppo", "ppo-eval",
                                      "assignment"])
 def test_every_command_has_a_help_page(command, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -176,6 +177,19 @@ def test_rlhf_command(pipeline_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "best-of-2" in printed and "KL to SFT" in printed
     assert len((tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_dpo_command(pipeline_run, tmp_path, capsys):
+    _, out = pipeline_run
+    prefs = str(out / "preferences" / "comparisons.jsonl")
+    assert main(["dpo", "--init", str(out / "sft"), "--preferences", prefs,
+                 "--out", str(tmp_path / "dpo"), "--n_val", "8", "--steps", "2",
+                 "--batch_size", "8", "--eval_every", "1", "--checkpoint_every", "2"]) == 0
+    assert "implicit-reward accuracy" in capsys.readouterr().out
+    assert len((tmp_path / "dpo" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert main(["dpo", "--init", str(out / "sft"), "--preferences", prefs,
+                 "--out", str(tmp_path / "bad"), "--beta", "0"]) == 2
+    assert "beta" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_grpo_command_refuses_bad_input_before_any_work(tmp_path, capsys):

@@ -173,7 +173,7 @@ Start Jupyter from this folder (or `pip install -e .` it) so that `import minirl
 *your* package. The last cell runs the public tests; the grader runs hidden ones too.
 """
 
-_RUN_TESTS = """# The public tests of this assignment (as `python -m pytest -q tests` in this folder).
+_RUN_TESTS = """# The public tests of this assignment (`python -m pytest -q tests` in this folder).
 import subprocess
 import sys
 
