@@ -61,6 +61,7 @@ VOCABULARY = frozenset(
 SENTIMENTS = ("positive", "negative", "neutral")
 RATING = {"positive": (4, 5), "negative": (1, 2), "neutral": (3,)}
 _FORMAT = re.compile(r"^ [a-z ,.!]+\. rating: [1-5]/5$")
+_STATED = re.compile(r"rating: ([1-5])/5\s*$")
 
 
 def _pick(rng: np.random.Generator, options):
@@ -149,14 +150,17 @@ class ReviewTask:
 
         A real user never sees this number; the task knows it so that experiments can ask
         how well a reward model (or a policy) tracks the truth. It rewards positive
-        sentiment, but only in fluent text, so it cannot be maxed by babble:
+        sentiment, but only in fluent text, so it cannot be maxed by babble, and a rating
+        that contradicts the words costs more than the format earns:
 
             sentiment = tanh((#positive - #negative) / 2)      in (-1, 1), saturating
             fluency   = (share of words the review grammar knows) * (share of distinct words)
             gold      = sentiment * fluency + (fluency - 1) + 0.25 * [follows the format]
+                        - 0.5 * rating_mismatch
 
-        "great. i loved the crust. rating: 5/5" scores about 1.0, a negative review about
-        -0.5, a neutral one 0.25, "great great great great" about -0.5, an empty response -2.
+        "great. i loved the crust. rating: 5/5" scores about 1.0, the same words rated 1/5
+        about 0.5, a negative review about -0.5, a neutral one 0.25, "great great great great"
+        about -0.5, an empty response -2.
         """
         words = re.findall(r"[a-z]+", response)
         if not words:
@@ -165,7 +169,33 @@ class ReviewTask:
         neg = sum(w in NEGATIVE or w in NEG_VERBS for w in words)
         fluency = (sum(w in VOCABULARY for w in words) / len(words)) * (len(set(words)) / len(words))
         format_bonus = 0.25 if self.follows_format(response) else 0.0
-        return float(math.tanh((pos - neg) / 2) * fluency + (fluency - 1.0) + format_bonus)
+        return float(math.tanh((pos - neg) / 2) * fluency + (fluency - 1.0) + format_bonus
+                     - 0.5 * self.rating_mismatch(response))
+
+    def stated_rating(self, response: str) -> int | None:
+        """The k of a closing " rating: k/5", or None when the response has none."""
+        match = _STATED.search(response)
+        return None if match is None else int(match.group(1))
+
+    def implied_ratings(self, response: str) -> tuple[int, ...]:
+        """The ratings the words support, as the demonstrator rates: 4 or 5 for more positive
+        than negative lexicon words, 1 or 2 for fewer, 3 for as many."""
+        s = self.sentiment_score(response)
+        return RATING["positive" if s > 0 else "negative" if s < 0 else "neutral"]
+
+    def rating_mismatch(self, response: str) -> float:
+        """How far the stated rating is from the words: 0 when it agrees (or no rating is
+        stated -- the format bonus is lost instead), 0.5 one star off, 1 two or more off.
+        " great. i loved the crust. rating: 1/5" -> 1.0."""
+        k = self.stated_rating(response)
+        if k is None:
+            return 0.0
+        return min(min(abs(k - r) for r in self.implied_ratings(response)), 2) / 2
+
+    def rating_agrees(self, response: str) -> bool:
+        """Whether the response states a rating and its words support it."""
+        k = self.stated_rating(response)
+        return k is not None and k in self.implied_ratings(response)
 
     def sentiment_score(self, text: str) -> int:
         """(#positive - #negative) lexicon words: a crude sentiment, for diagnostics."""

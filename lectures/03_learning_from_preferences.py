@@ -302,12 +302,13 @@ for shift in (0.0, 5.0, -100.0):
 # We have no crowd of labelers, so we simulate one. The review task knows a hidden **gold
 # reward** `task.gold_reward(response)`, the "true" quality that a real user never sees:
 # positive sentiment, but only in fluent text (words of the grammar, few repeats), plus a
-# bonus for the demonstrated format (its docstring in `envs/reviews.py` has the formula).
-# Some responses and their gold:
+# bonus for the demonstrated format, minus a penalty for a rating that contradicts the words
+# (its docstring in `envs/reviews.py` has the formula). Some responses and their gold:
 
 # %%
 examples = [response for _, response in task.demonstrations(6, seed=2)] + [
     " great. i loved the crust.",          # positive, but no rating: misses the format bonus
+    " great. i loved the crust. rating: 1/5",  # a rating the words contradict: worse still
     " great great great great great.",     # repetition is not fluent
     " blorf great zzk. rating: 5/5",       # babble with a positive word
     "",                                    # nothing at all

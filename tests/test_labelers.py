@@ -74,3 +74,34 @@ def test_gold_reward_prefers_fluent_positive_reviews_and_punishes_babble():
     assert babble < neutral and noise < neutral  # cannot be maxed by repeating "great"
     assert task.gold_reward("") == -2.0
     assert positive == pytest.approx(np.tanh(1.0) + 0.25, abs=1e-6)  # 2 positive words
+
+
+@pytest.mark.parametrize("response, stated, agrees, mismatch", [
+    (" great. i loved the crust. rating: 5/5", 5, True, 0.0),
+    (" great. i loved the crust. rating: 4/5", 4, True, 0.0),
+    (" great. i loved the crust. rating: 3/5", 3, False, 0.5),  # one star below 4
+    (" great. i loved the crust. rating: 1/5", 1, False, 1.0),  # three stars off, capped at 2
+    (" awful. i hated the sauce. rating: 5/5", 5, False, 1.0),
+    (" okay. i saw the crust. rating: 3/5", 3, True, 0.0),
+    (" great. i hated the crust. rating: 5/5", 5, False, 1.0),  # one each way: neutral, 3
+    (" great. i loved the crust.", None, False, 0.0),  # no rating: the format bonus is lost
+])
+def test_rating_agreement_by_hand(response, stated, agrees, mismatch):
+    task = make_task("reviews")
+    assert task.stated_rating(response) == stated
+    assert task.rating_agrees(response) == agrees
+    assert task.rating_mismatch(response) == mismatch
+
+
+def test_gold_reward_punishes_a_rating_that_contradicts_the_words():
+    task = make_task("reviews")
+    words = " great. i loved the crust."
+    gold = {k: task.gold_reward(f"{words} rating: {k}/5") for k in range(1, 6)}
+    assert gold[5] == gold[4] == pytest.approx(np.tanh(1.0) + 0.25, abs=1e-6)
+    assert gold[3] == pytest.approx(gold[5] - 0.25, abs=1e-6)
+    assert gold[2] == gold[1] == pytest.approx(gold[5] - 0.5, abs=1e-6)
+    assert gold[1] < task.gold_reward(words) < gold[5]  # a wrong rating is worse than none
+    neutral = " okay. i saw the crust."
+    assert task.gold_reward(neutral + " rating: 3/5") > task.gold_reward(neutral + " rating: 5/5")
+    # The demonstrator always rates as its words say, so SFT learns consistent ratings.
+    assert all(task.rating_agrees(r) for _, r in task.demonstrations(500, seed=0))
