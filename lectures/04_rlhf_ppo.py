@@ -81,8 +81,9 @@ from minirlhf.logging import read_metrics
 from minirlhf.pipeline import PRESETS, preset, run_pipeline, stage_configs
 from minirlhf.reward_model import load_reward_model
 from minirlhf.critic import load_critic
-from minirlhf.rlhf import (AdaptiveKLController, Evaluator, Frozen, best_of_n_kl, kl_controller,
-                           lm_ppo_loss, load_models, train_rlhf)
+from minirlhf.rlhf import (AdaptiveKLController, Evaluator, Frozen, along_path, best_of_n_curve,
+                           best_of_n_kl, best_of_n_sizes, kl_controller, lm_ppo_loss, load_models,
+                           train_rlhf)
 from minirlhf.rollout import kl_shaped_rewards, response_outputs, rollout, token_gae
 from minirlhf.tokenizer import EOS_ID
 
@@ -116,9 +117,10 @@ for name, value in PRESETS["small"].items():
     print(f"   {name:<32} {value}")
 
 # %% [markdown]
-# The next cell is the long one (about two minutes on 2 cores). The pipeline's sixth stage,
-# GRPO on the same reward model, is lecture 5's subject, so we leave it out here
-# (`grpo_stage=False`). When it finishes it prints its
+# The next cell is the long one (about two minutes on 2 cores). The pipeline's last two
+# stages, GRPO on the same reward model and DPO on the same pairs, are the subjects of
+# lecture 5 and of the pipeline's DPO row, so we leave them out here (`grpo_stage=False`,
+# `dpo_stage=False`). When it finishes it prints its
 # summary: the pretraining and SFT losses, the reward model's accuracy, and a table that
 # compares three ways of answering the same held-out prompts (`rlhf.n_eval` of them):
 #
@@ -128,17 +130,19 @@ for name, value in PRESETS["small"].items():
 # * **PPO**: sample the policy that PPO trained (sections 2-5).
 #
 # Its columns: the **gold reward**, the hidden "true" quality of a response (sentiment times
-# fluency, minus a penalty for disfluency, plus a bonus for the format; `envs/reviews.py`,
-# `ReviewTask.gold_reward`), which the
+# fluency, minus a penalty for disfluency, plus a bonus for the format, minus a penalty for a
+# rating that contradicts the words; `envs/reviews.py`, `ReviewTask.gold_reward`), which the
 # labelers judge by and which only a simulation can measure; the **reward model's score**,
 # normalised to mean 0 and standard deviation 1 over SFT samples (lecture 3); the **KL to
 # SFT** in nats per response (section 3); the share of responses in the demonstrations'
-# **format**; and the **length** in tokens (characters).
+# **format**; the share whose **rating agrees** with their words; and the **length** in tokens
+# (characters).
 
 # %%
 out = work / "small"
 start = time.perf_counter()
-summary = run_pipeline(dataclasses.replace(preset("small"), grpo_stage=False), out)
+summary = run_pipeline(dataclasses.replace(preset("small"), grpo_stage=False, dpo_stage=False),
+                       out)
 print(f"\npipeline: {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
@@ -749,8 +753,9 @@ plt.show()
 # the fixed held-out prompts in one compiled program, and measures gold, score, KL, format and
 # length. `Evaluator.best_of_n` samples the SFT model $n$ times (draws 1 to $n$) and keeps the
 # best; we take the same $n$ draws (`rlhf.best_of_n` of them) once and read off best-of-1, 2,
-# 4, ... from them, so the largest reproduces the pipeline's best-of-n row. (Best-of-1 is one
-# SFT sample, from another draw than the table's SFT row.)
+# 4, ... from them (`best_of_n_curve`, which `Evaluator.best_of_n` returns too), so the
+# largest reproduces the pipeline's best-of-n row. (Best-of-1 is one SFT sample, from another
+# draw than the table's SFT row.)
 
 # %%
 frozen = Frozen(ref_params=ref_params, rm_params=rm_params)
@@ -759,13 +764,9 @@ evaluator = Evaluator(rlhf_cfg, task, tokenizer, ref_graphdef, rm_graphdef,
 draws = [evaluator.samples(ref_graphdef, ref_params, draw=1 + k) for k in range(rlhf_cfg.best_of_n)]
 scores_nb = np.stack([d.score for d in draws])  # (n, prompts)
 gold_nb = np.stack([d.gold for d in draws])
-cols = np.arange(scores_nb.shape[1])
-sizes = [k for k in (1, 2, 4, 8, 16, 32) if k < rlhf_cfg.best_of_n] + [rlhf_cfg.best_of_n]
-bon = {}
-for n_ in sizes:
-    best = np.argmax(scores_nb[:n_], axis=0)  # per prompt, the highest-scoring of the first n
-    bon[n_] = {"kl": best_of_n_kl(n_), "score": scores_nb[best, cols].mean(),
-               "gold": gold_nb[best, cols].mean()}
+# per prompt, the highest-scoring of the first n draws, for n = 1, 2, 4, ...
+bon = best_of_n_curve(scores_nb, gold_nb, best_of_n_sizes(rlhf_cfg.best_of_n))
+for n_ in bon:
     print(f"best-of-{n_}: KL {bon[n_]['kl']:.2f} (formula)   score {bon[n_]['score']:+.3f}   "
           f"gold {bon[n_]['gold']:+.3f}")
 rl = summary["rlhf"]
@@ -813,18 +814,11 @@ print(f"best-of-{rl['n']}: gold {rl['best_of_n']['gold']:+.3f}, score {rl['best_
       f"{rl['ppo']['score']:+.3f} at KL {rl['ppo']['kl']:.2f}")
 
 
-def along_path(kl_target, key):
-    """PPO's held-out `key` where its evaluation path first reaches kl_target (linear between
-    evaluations); None if it never does."""
-    path = [(0.0, rl["sft"][key])] + [(e["kl"], e[key]) for e in evals.values()]
-    for (k0, v0), (k1, v1) in zip(path, path[1:]):
-        if k0 <= kl_target <= k1 and k1 > k0:
-            return v0 + (v1 - v0) * (kl_target - k0) / (k1 - k0)
-    return None
-
-
 kl_bon = rl["best_of_n"]["kl"]
-at_bon = {key: along_path(kl_bon, key) for key in ("gold", "score")}
+# PPO's held-out value where its evaluation path first reaches best-of-n's KL (`along_path`:
+# linear between evaluations; None if it never gets there)
+at_bon = {key: along_path([(0.0, rl["sft"][key])] + [(e["kl"], e[key]) for e in evals.values()],
+                          kl_bon) for key in ("gold", "score")}
 if at_bon["gold"] is not None:
     print(f"at best-of-{rl['n']}'s KL ({kl_bon:.2f} nats), PPO's path had gold "
           f"{at_bon['gold']:+.3f} and score {at_bon['score']:+.3f} (interpolated between its "

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
+from matplotlib.figure import Figure
 
 from minirlhf.checkpoint import load_model
 from minirlhf.configs import check_positive_ints, override, to_dict
@@ -28,12 +29,12 @@ from minirlhf.dpo import DPOConfig, train_dpo
 from minirlhf.envs import make_task
 from minirlhf.generate import SamplingConfig
 from minirlhf.grpo import GRPOConfig, train_grpo
-from minirlhf.logging import atomic_write_text
+from minirlhf.logging import atomic_write_text, read_metrics, save_figure
 from minirlhf.optim import OptimConfig
 from minirlhf.preference_data import write_preferences
 from minirlhf.pretrain import PretrainConfig, pretrain
 from minirlhf.reward_model import RewardConfig, simulate_comparisons, train_reward_model
-from minirlhf.rlhf import Evaluator, Frozen, RLHFConfig, train_rlhf
+from minirlhf.rlhf import Evaluator, Frozen, RLHFConfig, along_path, train_rlhf
 from minirlhf.sft import SFTConfig, complete, format_rate, sft
 
 STAGES = ("pretrain", "sft", "preferences", "reward", "ppo", "grpo", "dpo")
@@ -286,6 +287,7 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
         "reward": {k: rm[k] for k in ("val_accuracy", "val_gold_accuracy",
                                       "labels_gold_agreement", "pearson_gold")},
         "rlhf": {**{k: rl[k] for k in ("sft", "best_of_n", "ppo", "n")},
+                 "best_of_n_curve": rl.get("best_of_n_curve", {}),
                  **{name: {k: v for k, v in r.items() if k not in ("samples", "points")}
                     for name, r in others.items()}},
         "seconds": times,
@@ -294,6 +296,13 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
         "rlhf_samples": [{**s, **{name: r["samples"][i] for name, r in others.items()}}
                          for i, s in enumerate(rl["samples"])],
     }
+    # Matched KL: PPO's held-out path read where each other method ended.
+    ppo_history = read_metrics(out / "ppo" / "metrics.jsonl")
+    path = [(0.0, rl["sft"]["gold"])] + [(r["eval_kl"], r["eval_gold"]) for r in ppo_history
+                                         if "eval_gold" in r]
+    summary["rlhf"]["ppo_gold_at_kl"] = {
+        name: along_path(path, summary["rlhf"][name]["kl"])
+        for name in ("best_of_n", *others)}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "samples.txt", "".join(
         f"{s['prompt']!r}\n  pretrained: {s['pretrained']!r}\n  sft:        {s['sft']!r}\n"
@@ -302,8 +311,43 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
         f"  ppo:        {s['ppo']!r}\n" + "".join(f"  {name + ':':<11} {s[name]!r}\n"
                                                 for name in others)
         for s in summary["rlhf_samples"]))
+    plot_kl_gold(summary["rlhf"], ppo_history, out / "kl_gold.png")
     echo(format_summary(summary, cfg.show, out))
     return summary
+
+
+def plot_kl_gold(rl: dict, ppo_history: list[dict], path: str | Path,
+                 paths: dict[str, list[tuple[float, float]]] | None = None) -> None:
+    """Every policy of the pipeline in the (KL to SFT, gold) plane, the plane in which RLHF
+    methods are compared (Gao et al. 2023): best-of-n as a curve over n (its KL by formula),
+    PPO's path through training (its held-out evaluations), GRPO and DPO where they ended,
+    and any further `paths` ({label: [(kl, gold), ...]}, e.g. DPO runs through training)."""
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
+    curve = rl.get("best_of_n_curve") or {str(rl["n"]): rl["best_of_n"]}
+    ns = sorted(curve, key=int)
+    ax.plot([curve[m]["kl"] for m in ns], [curve[m]["gold"] for m in ns], "o--", color="gray",
+            label="best-of-n (KL by formula)")
+    for m in ns:
+        ax.annotate(f"n={m}", (curve[m]["kl"], curve[m]["gold"]), xytext=(4, -10),
+                    textcoords="offset points", fontsize=7, color="gray")
+    evals = [r for r in ppo_history if "eval_gold" in r]
+    ax.plot([rl["sft"]["kl"]] + [r["eval_kl"] for r in evals],
+            [rl["sft"]["gold"]] + [r["eval_gold"] for r in evals], "s-", color="C1", ms=4,
+            label="PPO, through training")
+    ax.plot(rl["sft"]["kl"], rl["sft"]["gold"], "k*", ms=12, label="SFT")
+    for key, name, style in (("grpo", "GRPO", "C2D"), ("dpo", "DPO", "C3^")):
+        if key in rl:
+            ax.plot(rl[key]["kl"], rl[key]["gold"], style, ms=9, label=name)
+    for i, (label, points) in enumerate((paths or {}).items()):
+        ax.plot(*zip(*points), "^-", color=f"C{4 + i}", ms=5, label=label)
+    ax.set_xlabel("KL to SFT (nats)")
+    ax.set_ylabel("gold reward (held-out prompts)")
+    ax.set_title("gold reward bought with KL")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def format_summary(summary: dict, show: int, out: Path) -> str:
@@ -321,7 +365,8 @@ def format_summary(summary: dict, show: int, out: Path) -> str:
         f"of the time (its training labels: {rm['labels_gold_agreement']:.0%}); "
         f"correlation with gold {rm['pearson_gold']:.2f}",
         "",
-        "policy        gold reward   reward-model score   KL to SFT (nats)   format   length",
+        "policy        gold reward   reward-model score   KL to SFT (nats)   format   rating "
+        "agrees   length",
     ]
     for key, name in (("sft", "SFT"), ("best_of_n", f"best-of-{n}"), ("ppo", "PPO"),
                       ("grpo", "GRPO"), ("dpo", "DPO")):
@@ -329,9 +374,18 @@ def format_summary(summary: dict, show: int, out: Path) -> str:
             continue
         r = rl[key]
         kl = f"{r['kl']:.2f}" + (" (formula)" if key == "best_of_n" else "")
+        rating = f"{r['rating']:.0%}" if "rating" in r else "-"  # older run folders
         lines.append(f"{name:<13} {r['gold']:>11.3f}   {r['score']:>18.3f}   {kl:>16}   "
-                     f"{r['format']:>6.0%}   {r['length']:>6.1f}")
+                     f"{r['format']:>6.0%}   {rating:>13}   {r['length']:>6.1f}")
     others = [k for k in ("grpo", "dpo") if k in rl]
+    names = {"best_of_n": f"best-of-{n}", "grpo": "GRPO", "dpo": "DPO"}
+    at_kl = rl.get("ppo_gold_at_kl", {})
+    if at_kl:
+        lines += ["", "gold at matched KL (PPO read off its held-out path, linear between "
+                  "evaluations):"]
+        lines += [f"  {names[k]:<11} {rl[k]['gold']:.3f}   PPO "
+                  + ("never got that far" if v is None else f"{v:.3f}")
+                  + f"   at KL {rl[k]['kl']:.2f}" for k, v in at_kl.items()]
     lines += ["", f"prompt -> SFT | best-of-{n} | PPO"
               + "".join(f" | {k.upper()}" for k in others) + " (held-out prompts)"]
     for s in summary["rlhf_samples"][:show]:
@@ -343,7 +397,8 @@ def format_summary(summary: dict, show: int, out: Path) -> str:
             lines.append(f"     {k.upper() + ':':<11} {s[k]!r}")
     secs = ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items())
     lines += ["", f"time per stage: {secs}",
-              f"run folder: {out}  (curves: */loss.png, ppo/rlhf.png, ppo/gold_vs_score.png"
+              f"run folder: {out}  (curves: kl_gold.png, */loss.png, ppo/rlhf.png, "
+              "ppo/gold_vs_score.png"
               + (", grpo/grpo.png" if "grpo" in rl else "")
               + (", dpo/dpo.png" if "dpo" in rl else "") + "; all samples: samples.txt)"]
     return "\n".join(lines)

@@ -361,10 +361,15 @@ class Samples:
     length: np.ndarray  # (B,) response tokens
 
     def summary(self, task) -> dict:
-        return {"gold": float(self.gold.mean()), "score": float(self.score.mean()),
-                "kl": float(self.kl.mean()), "truncated": float(self.truncated.mean()),
-                "length": float(self.length.mean()),
-                "format": float(np.mean([task.follows_format(t) for t in self.texts]))}
+        """Means over the prompts; "rating" (the share whose rating agrees with the words) for
+        tasks that state one."""
+        out = {"gold": float(self.gold.mean()), "score": float(self.score.mean()),
+               "kl": float(self.kl.mean()), "truncated": float(self.truncated.mean()),
+               "length": float(self.length.mean()),
+               "format": float(np.mean([task.follows_format(t) for t in self.texts]))}
+        if hasattr(task, "rating_agrees"):
+            out["rating"] = float(np.mean([task.rating_agrees(t) for t in self.texts]))
+        return out
 
 
 class Evaluator:
@@ -398,19 +403,69 @@ class Evaluator:
                        score=np.asarray(score), kl=np.asarray(kl),
                        truncated=np.asarray(truncated), length=mask.sum(1))
 
-    def best_of_n(self, graphdef, params, n: int) -> Samples:
+    def best_of_n(self, graphdef, params, n: int) -> tuple[Samples, dict[int, dict]]:
         """Best-of-n: n samples per prompt, keep the one the reward model scores highest.
 
         Its KL to the sampling policy is not measured per sample but given by the formula
-        `best_of_n_kl(n)`, filled in for every row.
+        `best_of_n_kl(n)`, filled in for every row. Returns (the best-of-n samples, the
+        `best_of_n_curve` of the same draws: best-of-1, 2, 4, ..., n).
         """
         draws = [self.samples(graphdef, params, draw=1 + i) for i in range(n)]
-        best = np.argmax(np.stack([d.score for d in draws]), axis=0)  # (B,)
+        score = np.stack([d.score for d in draws])  # (n, B)
+        best = np.argmax(score, axis=0)  # (B,)
         pick = lambda name: np.stack([getattr(d, name) for d in draws])[best,
                                                                          np.arange(len(best))]
+        curve = best_of_n_curve(score, np.stack([d.gold for d in draws]), best_of_n_sizes(n))
         return Samples(texts=[draws[j].texts[i] for i, j in enumerate(best)], gold=pick("gold"),
                        score=pick("score"), kl=np.full(len(best), best_of_n_kl(n)),
-                       truncated=pick("truncated"), length=pick("length"))
+                       truncated=pick("truncated"), length=pick("length")), curve
+
+
+def best_of_n_sizes(n: int) -> list[int]:
+    """1, 2, 4, ... below n, then n."""
+    return [2 ** k for k in range(n.bit_length()) if 2 ** k < n] + [n]
+
+
+def best_of_n_curve(score: np.ndarray, gold: np.ndarray, sizes: list[int]) -> dict[int, dict]:
+    """Best-of-m for each m in sizes, read off the same draws: per prompt, the first m draws'
+    highest-scoring response. With one set of n draws the curve costs no more samples than
+    best-of-n alone, and its last point is best-of-n itself.
+
+    Args:
+        score, gold: (n, B) reward-model score and gold reward of n draws per prompt.
+        sizes: the m to report, each in 1..n.
+    Returns:
+        {m: {"kl": best_of_n_kl(m), "score": mean score, "gold": mean gold}}.
+    """
+    if score.ndim != 2 or score.shape != gold.shape:
+        raise ValueError(f"score and gold must both be (n, B); got {score.shape}, {gold.shape}")
+    if not all(1 <= m <= score.shape[0] for m in sizes):
+        raise ValueError(f"best-of-m sizes {sizes} must lie in 1..{score.shape[0]} (the draws)")
+    cols = np.arange(score.shape[1])
+    curve = {}
+    for m in sizes:
+        best = np.argmax(score[:m], axis=0)  # (B,)
+        curve[m] = {"kl": best_of_n_kl(m), "score": float(score[best, cols].mean()),
+                    "gold": float(gold[best, cols].mean())}
+    return curve
+
+
+def along_path(path: list[tuple[float, float]], kl: float) -> float | None:
+    """A value where a training path first reaches `kl`, linear between its evaluations.
+
+    Used to compare methods at matched KL: PPO's held-out path (SFT at KL 0, then every
+    `eval_every` iterations) read at the KL where best-of-n, GRPO or DPO ended.
+
+    Args:
+        path: [(kl, value), ...] in training order.
+        kl: the KL to read the path at.
+    Returns:
+        the interpolated value, or None if the path never reaches `kl`.
+    """
+    for (k0, v0), (k1, v1) in zip(path, path[1:]):
+        if k0 <= kl <= k1 and k1 > k0:
+            return v0 + (v1 - v0) * (kl - k0) / (k1 - k0)
+    return None
 
 
 # --- the stage ---------------------------------------------------------------------------------
@@ -509,9 +564,10 @@ def train_rlhf(cfg: RLHFConfig, run_dir: str | Path, stop_after: int | None = No
         baselines = json.loads(baselines_path.read_text())
     else:
         sft_samples = evaluator.samples(ref_graphdef, ref_params)
-        bon = evaluator.best_of_n(ref_graphdef, ref_params, cfg.best_of_n)
+        bon, curve = evaluator.best_of_n(ref_graphdef, ref_params, cfg.best_of_n)
         baselines = {"sft": sft_samples.summary(task), "best_of_n": bon.summary(task),
-                     "n": cfg.best_of_n, "samples": {"sft": sft_samples.texts,
+                     "n": cfg.best_of_n, "best_of_n_curve": {str(m): v for m, v in curve.items()},
+                     "samples": {"sft": sft_samples.texts,
                                                      "best_of_n": bon.texts},
                      "points": {"sft": [sft_samples.gold.tolist(), sft_samples.score.tolist()],
                                 "best_of_n": [bon.gold.tolist(), bon.score.tolist()]}}
@@ -566,6 +622,7 @@ def train_rlhf(cfg: RLHFConfig, run_dir: str | Path, stop_after: int | None = No
     history = read_metrics(run_dir / "metrics.jsonl")
     summary = {"sft": baselines["sft"], "best_of_n": baselines["best_of_n"],
                "ppo": final.summary(task), "n": baselines["n"],
+               "best_of_n_curve": baselines.get("best_of_n_curve", {}),
                "samples": [{"prompt": p, "sft": a, "best_of_n": b, "ppo": c} for p, a, b, c in
                            zip(evaluator.prompts, baselines["samples"]["sft"],
                                baselines["samples"]["best_of_n"], final.texts)]}

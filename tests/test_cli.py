@@ -29,6 +29,10 @@ def test_pipeline_tiny_runs_end_to_end(pipeline_run, capsys):
         assert set(summary["rlhf"][policy]) >= {"gold", "score", "kl"}
     assert (out / "grpo" / "grpo.png").exists() and "grpo" in summary["rlhf_samples"][0]
     assert (out / "dpo" / "dpo.png").exists() and "dpo" in summary["rlhf_samples"][0]
+    assert (out / "kl_gold.png").exists()
+    curve = summary["rlhf"]["best_of_n_curve"]  # best-of-1, 2, ..., n; its end is best-of-n
+    assert [int(m) for m in curve][-1] == summary["rlhf"]["n"] and curve["1"]["kl"] == 0.0
+    assert curve[str(summary["rlhf"]["n"])]["gold"] == summary["rlhf"]["best_of_n"]["gold"]
     cfg = json.loads((out / "pretrain" / "config.json").read_text())
     assert cfg["steps"] == 20 and cfg["model"]["d_model"] == 32  # preset, then the override
 
@@ -186,7 +190,8 @@ def test_dpo_command(pipeline_run, tmp_path, capsys):
                  "--out", str(tmp_path / "dpo"), "--n_val", "8", "--steps", "2",
                  "--batch_size", "8", "--eval_every", "1", "--checkpoint_every", "2"]) == 0
     assert "implicit-reward accuracy" in capsys.readouterr().out
-    assert len((tmp_path / "dpo" / "metrics.jsonl").read_text().splitlines()) == 2
+    rows = [json.loads(x) for x in (tmp_path / "dpo" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 0 and rows[-1]["step"] == 2  # held-out before step 1
     assert main(["dpo", "--init", str(out / "sft"), "--preferences", prefs,
                  "--out", str(tmp_path / "bad"), "--beta", "0"]) == 2
     assert "beta" in capsys.readouterr().err and not (tmp_path / "bad").exists()

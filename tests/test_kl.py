@@ -7,7 +7,7 @@ import pytest
 
 from minirlhf.distributions import categorical_kl, kl_estimate
 from minirlhf.rlhf import (AdaptiveKLController, FixedKLController, RLHFConfig,
-                           best_of_n_kl, kl_controller)
+                           best_of_n_curve, best_of_n_kl, best_of_n_sizes, kl_controller)
 
 P = jnp.log(jnp.array([0.5, 0.3, 0.15, 0.05]))
 Q = jnp.log(jnp.array([0.25, 0.25, 0.25, 0.25]))
@@ -89,6 +89,22 @@ def test_best_of_n_kl_formula():
     assert best_of_n_kl(1) == 0.0
     assert best_of_n_kl(2) == pytest.approx(np.log(2) - 0.5)
     assert best_of_n_kl(16) == pytest.approx(np.log(16) - 15 / 16)
+
+
+def test_best_of_n_curve_by_hand():
+    assert best_of_n_sizes(16) == [1, 2, 4, 8, 16] and best_of_n_sizes(6) == [1, 2, 4, 6]
+    assert best_of_n_sizes(1) == [1]
+    score = np.array([[0.0, 5.0], [2.0, 1.0], [1.0, 9.0]])  # (3 draws, 2 prompts)
+    gold = np.array([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0]])
+    curve = best_of_n_curve(score, gold, [1, 2, 3])
+    assert curve[1] == {"kl": 0.0, "score": 2.5, "gold": 15.0}  # the first draw
+    assert curve[2]["score"] == 3.5 and curve[2]["gold"] == 25.0  # draw 1 for p0, draw 0 for p1
+    assert curve[3]["score"] == 5.5 and curve[3]["gold"] == 45.0  # draw 1 and draw 2
+    assert curve[3]["kl"] == pytest.approx(best_of_n_kl(3))
+    with pytest.raises(ValueError, match="must lie in 1..3"):
+        best_of_n_curve(score, gold, [4])
+    with pytest.raises(ValueError, match="must both be"):
+        best_of_n_curve(score, gold[:2], [1])
 
 
 def test_best_of_n_kl_matches_the_exact_kl_without_ties():
