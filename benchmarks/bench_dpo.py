@@ -59,6 +59,8 @@ def main(argv=None) -> dict:
     _, evaluate = policy_evaluator(cfg)
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, dpo=dataclasses.replace(cfg.dpo, steps=args.steps))
+    # a checkpoint at every stop, so each resumes where the last ended (resume is exact)
+    cfg = dataclasses.replace(cfg, dpo=dataclasses.replace(cfg.dpo, checkpoint_every=args.every))
     steps = list(range(args.every, cfg.dpo.steps, args.every)) + [cfg.dpo.steps]
     print(f"[2/2] DPO, {cfg.dpo.steps} steps, beta in {args.betas}, measured at {steps} ...",
           flush=True)

@@ -151,7 +151,7 @@ class ReviewTask:
         A real user never sees this number; the task knows it so that experiments can ask
         how well a reward model (or a policy) tracks the truth. It rewards positive
         sentiment, but only in fluent text, so it cannot be maxed by babble, and a rating
-        that contradicts the words costs more than the format earns:
+        two or more stars from what the words say costs twice what the format earns:
 
             sentiment = tanh((#positive - #negative) / 2)      in (-1, 1), saturating
             fluency   = (share of words the review grammar knows) * (share of distinct words)

@@ -119,7 +119,7 @@ for name, value in PRESETS["small"].items():
 # %% [markdown]
 # The next cell is the long one (about two minutes on 2 cores). The pipeline's last two
 # stages, GRPO on the same reward model and DPO on the same pairs, are the subjects of
-# lecture 5 and of the pipeline's DPO row, so we leave them out here (`grpo_stage=False`,
+# lectures 5 and 7, so we leave them out here (`grpo_stage=False`,
 # `dpo_stage=False`). When it finishes it prints its
 # summary: the pretraining and SFT losses, the reward model's accuracy, and a table that
 # compares three ways of answering the same held-out prompts (`rlhf.n_eval` of them):

@@ -245,9 +245,10 @@ expect(final["DPO"][1] < 1e-2 < final["IPO"][1],
 
 # %% [markdown]
 # Plain DPO pushes the losers' probability down without end (the right panel is on a log
-# scale) and its KL climbs past the $\pi^*$ that the same $\beta$ defined, towards the most
-# KL it can have: all mass on the undefeated responses. Here it stops there only because a
-# bandit has 6 responses; a language model has countless, so nothing near bounds it. The two
+# scale) and its KL climbs past the $\pi^*$ that the same $\beta$ defined, towards all mass
+# on responses that never lost (how it splits among them, the loss does not say: the
+# optimiser's path does). Here the KL levels off only because a bandit has 6 responses; a
+# language model has countless, so nothing near bounds it. The two
 # remedies level off. On a real model, limited capacity, early stopping and a small learning
 # rate keep DPO finite, which is why its $\beta$, learning rate and number of epochs
 # interact, and are tuned together on held-out pairs.
@@ -256,7 +257,7 @@ expect(final["DPO"][1] < 1e-2 < final["IPO"][1],
 # ## 4. DPO on the review task
 #
 # Now the real thing, on lecture 4's pipeline: the `"small"` preset (about two minutes on 2
-# cores) with GRPO left out. Its seventh stage, `dpo_on_preferences` (`minirlhf/pipeline.py`),
+# cores) with GRPO left out. Its DPO stage, `dpo_on_preferences` (`minirlhf/pipeline.py`),
 # trains DPO from the SFT model on **the same preference file** the reward model learned from
 # (`minirlhf/dpo.py`: `train_dpo`, through the same LM training loop as pretraining and SFT),
 # and measures the result exactly as PPO's: gold reward, reward-model score, KL to SFT,
@@ -296,9 +297,10 @@ for name in ("best_of_n", "dpo"):
 # * **DPO learns only from the pairs**: every gradient comes from responses the SFT model
 #   wrote before training. PPO samples its *current* policy and asks the reward model about
 #   responses nobody labelled, so it keeps getting feedback where the policy has moved.
-# * **The labels are noisy** (lecture 3: the labelers agree with the gold order on about 70 %
-#   of pairs). The reward model averages noise over similar responses with a small network;
-#   DPO fits each pair with the whole policy.
+# * **The labels are noisy** (lecture 3; here the labelers follow the gold order on about
+#   80 % of pairs, 70 % in the default pipeline). The reward model, a scalar head on the SFT
+#   network, averages the noise over similar responses into one score, and PPO then samples
+#   where that score is high; DPO fits each noisy pair with the policy itself.
 # * **Hard labels push margins without bound** (section 3), so the KL DPO spends is not all
 #   spent on what the labelers meant.
 #
@@ -333,7 +335,7 @@ expect(last["val_reward_margin"] > first["val_reward_margin"],
 # %% [markdown]
 # The held-out margin grew: the policy separates chosen from rejected better than the SFT
 # model did. Whether the chosen log-probs fell with the rejected ones depends on the run (the
-# default pipeline's did); when they do, the policy's gain in gold, if any, comes from mass
+# default pipeline's did: `README.md`, section DPO); when they do, the policy's gain in gold, if any, comes from mass
 # moved to responses outside the data, which is exactly where DPO gets no feedback.
 
 # %% [markdown]

@@ -7,7 +7,7 @@
     minirlhf preferences --init runs/sft --out prefs.jsonl [--n 1000] [--k 2] [--target_agreement 0.7]
     minirlhf reward   --init runs/sft [--preferences prefs.jsonl] [--out runs/reward] [--steps 400 ...]
     minirlhf rlhf     --init runs/sft --reward runs/reward [--out runs/rlhf] [--beta 0.05 ...]
-    minirlhf dpo      --init runs/sft --preferences prefs.jsonl [--out runs/dpo] [--beta 0.1 ...]
+    minirlhf dpo      --init runs/sft --preferences prefs.jsonl [--out runs/dpo] [--beta 0.3 ...]
     minirlhf grpo     [--task arithmetic] [--init runs/base] [--out runs/grpo] [--beta 0.04 ...]
     minirlhf demos    --env CartPole-v1 [--out runs/demos] [--snapshots 30 ...]
     minirlhf trex     --env CartPole-v1 [--demos runs/demos/demos.npz] [--out runs/trex ...]

@@ -67,8 +67,8 @@ class DPOConfig(LMTrainConfig):
     label_smoothing: float = 0.0
     """Conservative DPO: the labels are taken to be flipped with this probability."""
     steps: int = 100
-    """Number of optimiser updates (1.6 epochs of the pipeline's 2000 pairs; longer did not
-    raise the gold reward, `benchmarks/bench_dpo.py`)."""
+    """Number of optimiser updates (1.6 epochs of the pipeline's 2000 pairs; longer bought
+    gold at more KL than PPO spends for it, `benchmarks/bench_dpo.py`)."""
     batch_size: int = 32
     """Pairs per update."""
     eval_every: int = 50
@@ -90,6 +90,9 @@ class DPOConfig(LMTrainConfig):
         if not 0 <= self.label_smoothing < 0.5:
             raise ValueError("DPOConfig.label_smoothing must be in [0, 0.5), got "
                              f"{self.label_smoothing!r}")
+        if self.loss_type == "ipo" and self.label_smoothing:
+            raise ValueError(f"DPOConfig.label_smoothing={self.label_smoothing!r} does nothing "
+                             "with loss_type='ipo' (IPO regresses the margin); set it to 0")
         object.__setattr__(self, "init", os.fspath(self.init))
         object.__setattr__(self, "preferences", os.fspath(self.preferences))
 
@@ -119,8 +122,9 @@ def encode_pairs(tokenizer: CharTokenizer, comparisons: list[Comparison],
     texts = [c.prompt + t for c in pairs for t in c.ranking]
     longest = max(len(t) for t in texts) + 2  # BOS, EOS
     if longest > length:
-        raise ValueError(f"a comparison needs {longest} tokens, more than the model's "
-                         f"max_len={length}")
+        i = max(range(len(texts)), key=lambda j: len(texts[j])) // 2
+        raise ValueError(f"pair {i} (prompt {pairs[i].prompt!r}) needs {longest} tokens, more "
+                         f"than the model's max_len={length}")
     tokens, mask = tokenizer.encode_batch(texts, bos=True, eos=True, length=longest)
     starts = np.repeat([1 + len(c.prompt) for c in pairs], 2)  # the response's first token
     response = mask & (np.arange(longest)[None, :] >= starts[:, None])

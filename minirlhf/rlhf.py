@@ -462,6 +462,8 @@ def along_path(path: list[tuple[float, float]], kl: float) -> float | None:
     Returns:
         the interpolated value, or None if the path never reaches `kl`.
     """
+    if path and kl <= path[0][0]:  # a sampled KL estimate can dip just below the start
+        return path[0][1]
     for (k0, v0), (k1, v1) in zip(path, path[1:]):
         if k0 <= kl <= k1 and k1 > k0:
             return v0 + (v1 - v0) * (kl - k0) / (k1 - k0)

@@ -84,6 +84,8 @@ def test_dpo_loss_refuses_bad_arguments():
         DPOConfig(beta=-1)
     with pytest.raises(ValueError, match="DPOConfig.loss_type must be one of"):
         DPOConfig(loss_type="hinge")
+    with pytest.raises(ValueError, match="label_smoothing=0.1 does nothing with loss_type='ipo'"):
+        DPOConfig(loss_type="ipo", label_smoothing=0.1)
 
 
 @pytest.fixture(scope="module")

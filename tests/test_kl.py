@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from minirlhf.distributions import categorical_kl, kl_estimate
-from minirlhf.rlhf import (AdaptiveKLController, FixedKLController, RLHFConfig,
+from minirlhf.rlhf import (AdaptiveKLController, FixedKLController, RLHFConfig, along_path,
                            best_of_n_curve, best_of_n_kl, best_of_n_sizes, kl_controller)
 
 P = jnp.log(jnp.array([0.5, 0.3, 0.15, 0.05]))
@@ -105,6 +105,14 @@ def test_best_of_n_curve_by_hand():
         best_of_n_curve(score, gold, [4])
     with pytest.raises(ValueError, match="must both be"):
         best_of_n_curve(score, gold[:2], [1])
+
+
+def test_along_path_reads_a_path_at_a_kl():
+    path = [(0.0, -1.0), (2.0, 1.0), (1.0, 5.0), (4.0, 2.0)]  # KL need not grow monotonically
+    assert along_path(path, 1.0) == pytest.approx(0.0)  # first crossing, linear in between
+    assert along_path(path, 3.0) == pytest.approx(3.0)  # on the segment (1, 5) -> (4, 2)
+    assert along_path(path, -0.01) == -1.0  # a sampled KL just below zero: the start
+    assert along_path(path, 5.0) is None  # never got that far
 
 
 def test_best_of_n_kl_matches_the_exact_kl_without_ties():
