@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import tempfile
@@ -40,7 +39,7 @@ import numpy as np  # noqa: E402
 from minirlhf.logging import read_metrics  # noqa: E402
 from minirlhf.pipeline import preset, run_pipeline, stage_configs  # noqa: E402
 from minirlhf.rlhf import train_rlhf  # noqa: E402
-from common import print_load, write_figures  # noqa: E402
+from common import finish  # noqa: E402
 
 VARIANTS = {  # name: RLHFConfig fields
     "shared, lambda 1 (before)": {"critic": "shared", "value_lr": 3e-5, "gae_lambda": 1.0},
@@ -92,11 +91,7 @@ def main(argv=None) -> dict:
         print(f"{name:<38}" + "".join(f"{ev[i - 1]:>7.2f}" for i in shown)
               + f"{f['share_above_0.3']:>8.0%}{f['gold']:>8.3f}{f['score']:>8.3f}"
               f"{f['kl']:>7.2f}{f['seconds']:>7.0f}s")
-    load_after = os.getloadavg()[0]
-    print_load(load_before, load_after)
-    figures["load_average"] = [load_before, load_after]
-    write_figures(args.json, figures)
-    return figures
+    return finish(load_before, figures, args.json)
 
 
 if __name__ == "__main__":

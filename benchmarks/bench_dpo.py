@@ -31,7 +31,7 @@ from minirlhf.logging import read_metrics  # noqa: E402
 from minirlhf.pipeline import (plot_kl_gold, policy_evaluator, preset, run_pipeline,  # noqa: E402
                                stage_configs)
 from minirlhf.rlhf import along_path  # noqa: E402
-from common import print_load, write_figures  # noqa: E402
+from common import finish  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -95,11 +95,7 @@ def main(argv=None) -> dict:
                         [(0.0, sft_gold)] + [(r["kl"], r["gold"]) for r in f["rows"]]
                         for b, f in figures["dpo"].items()})
     print(f"plot written to {args.plot}")
-    load_after = os.getloadavg()[0]
-    print_load(load_before, load_after)
-    figures["load_average"] = [load_before, load_after]
-    write_figures(args.json, figures)
-    return figures
+    return finish(load_before, figures, args.json)
 
 
 if __name__ == "__main__":

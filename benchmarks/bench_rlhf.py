@@ -67,7 +67,7 @@ from minirlhf.rollout import (LMRollout, kl_shaped_rewards, response_outputs,  #
                               rollout)
 from minirlhf.tokenizer import CharTokenizer  # noqa: E402
 from tests.references import naive_generate  # noqa: E402
-from common import print_load, write_figures  # noqa: E402
+from common import finish  # noqa: E402
 
 TASK = "reviews"
 
@@ -354,11 +354,7 @@ def main(argv=None) -> dict:
             print(f"{name:<{width}}  {value}")
         print("-" * (width + 20))
 
-    load_after = os.getloadavg()[0]
-    print_load(load_before, load_after)
-    figures["load_average"] = [load_before, load_after]
-    write_figures(args.json, figures)
-    return figures
+    return finish(load_before, figures, args.json)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,13 @@ def write_figures(path: Path | None, figures: dict) -> None:
     tmp.write_text(json.dumps(figures, indent=2))
     tmp.replace(path)  # atomic: never a half-written file
     print(f"figures written to {path}")
+
+
+def finish(load_before: float, figures: dict, path: Path | None) -> dict:
+    """The end of a benchmark: print the load now against `load_before`, keep both in the
+    figures, write them to `path` (if given) and return them."""
+    load_after = os.getloadavg()[0]
+    print_load(load_before, load_after)
+    figures["load_average"] = [load_before, load_after]
+    write_figures(path, figures)
+    return figures

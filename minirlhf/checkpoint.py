@@ -9,6 +9,7 @@ that a resume could pick up. No pickle anywhere.
 
 from __future__ import annotations
 
+import json
 import logging as _stdlib_logging
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from minirlhf.configs import check_same_config
 from minirlhf.model import ModelConfig, init_model
 from minirlhf.tokenizer import CharTokenizer
 
@@ -112,6 +114,17 @@ def load_model(run_dir: str | Path):
     finally:
         ckpt.close()
     return graphdef, params, CharTokenizer.from_json(meta["tokenizer"]), meta
+
+
+def read_finished(run_dir: str | Path, cfg):
+    """(graphdef, params, summary) of a finished run folder -- one whose summary.json, written
+    last, exists -- after checking it was made with `cfg`; None if it is not finished."""
+    summary = Path(run_dir) / "summary.json"
+    if not summary.exists():
+        return None
+    check_same_config(run_dir, cfg)
+    graphdef, params, _, _ = load_model(run_dir)
+    return graphdef, params, json.loads(summary.read_text())
 
 
 def load_with_heads(run_dir: str | Path, seed: int, value_head: bool = False,

@@ -34,15 +34,15 @@ import numpy as np
 import optax
 from flax import struct
 
-from minirlhf.checkpoint import load_model
-from minirlhf.configs import check_positive_ints, check_same_config, to_dict
+from minirlhf.checkpoint import load_model, read_finished
+from minirlhf.configs import check_positive_ints, to_dict
 from minirlhf.lm_training import LMTrainConfig, train_lm
 from minirlhf.logging import atomic_write_text, plot_curves, say
 from minirlhf.losses import DPO_LOSSES, dpo_implicit_rewards, dpo_loss, next_token_nll
 from minirlhf.model import forward
 from minirlhf.optim import OptimConfig, TrainState, accumulate_gradients, num_microbatches
 from minirlhf.parallel import DATA, default_microbatch_tokens, microbatches_at_once
-from minirlhf.preference_data import Comparison, load_preferences, write_preferences
+from minirlhf.preference_data import Comparison, load_split, write_preferences
 from minirlhf.reward_model import as_pairs
 from minirlhf.tokenizer import CharTokenizer
 
@@ -278,16 +278,10 @@ def train_dpo(cfg: DPOConfig, run_dir: str | Path, stop_after: int | None = None
         raise FileNotFoundError(f"DPOConfig.init={cfg.init!r} is not a run folder with "
                                 "checkpoints; run `minirlhf sft` first or point init at one")
     run_dir = Path(run_dir)
-    if (run_dir / "summary.json").exists():  # finished: read it back rather than redo it
-        check_same_config(run_dir, cfg)
-        graphdef, params, _, _ = load_model(run_dir)
-        return graphdef, params, json.loads((run_dir / "summary.json").read_text())
+    if (finished := read_finished(run_dir, cfg)) is not None:  # read back, not redone
+        return finished
     graphdef, ref_params, tokenizer, sft_meta = load_model(cfg.init)
-    everything = load_preferences(cfg.preferences, tokenizer)  # every line checked first
-    if len(everything) <= cfg.n_val:
-        raise ValueError(f"{cfg.preferences} holds {len(everything)} comparisons; need more "
-                         f"than DPOConfig.n_val={cfg.n_val} (the held-out part is its end)")
-    train_cmp, val_cmp = everything[:-cfg.n_val], everything[-cfg.n_val:]
+    train_cmp, val_cmp = load_split(cfg.preferences, tokenizer, cfg.n_val, "DPOConfig.n_val")
     length = sft_meta["model"]["max_len"]
     train, val = (encode_pairs(tokenizer, c, length) for c in (train_cmp, val_cmp))
     # pi_ref is frozen: its log-probs are computed once, here, and travel with the batches.

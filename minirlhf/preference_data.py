@@ -115,6 +115,19 @@ def load_preferences(path: str | Path, tokenizer: CharTokenizer | None = None,
     return out
 
 
+def load_split(path: str | Path, tokenizer: CharTokenizer, n_val: int,
+               field: str = "n_val") -> tuple[list[Comparison], list[Comparison]]:
+    """(train, held-out) comparisons of a JSONL file: the held-out part is its last n_val.
+
+    `field` names n_val's config field in the error when the file is too short.
+    """
+    everything = load_preferences(path, tokenizer)  # every line checked first
+    if len(everything) <= n_val:
+        raise ValueError(f"{path} holds {len(everything)} comparisons; need more than "
+                         f"{field}={n_val} (the held-out part is its end)")
+    return everything[:-n_val], everything[-n_val:]
+
+
 def write_preferences(path: str | Path, comparisons: list[Comparison]) -> None:
     """Write comparisons as JSONL, atomically."""
     atomic_write_text(path, "".join(json.dumps(c.to_json()) + "\n" for c in comparisons))

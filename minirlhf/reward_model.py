@@ -31,8 +31,8 @@ import optax
 from flax import struct
 from matplotlib.figure import Figure
 
-from minirlhf.checkpoint import Checkpointer, load_model, load_with_heads
-from minirlhf.configs import check_positive_ints, check_same_config, to_dict
+from minirlhf.checkpoint import Checkpointer, load_model, load_with_heads, read_finished
+from minirlhf.configs import check_positive_ints, to_dict
 from minirlhf.envs.labelers import (Labeler, agreement_rate, gold_agreement,
                                     temperature_for_gold_agreement)
 from minirlhf.generate import SamplingConfig, generate
@@ -41,7 +41,7 @@ from minirlhf.losses import bradley_terry_loss, ranking_pairs
 from minirlhf.model import forward
 from minirlhf.optim import OptimConfig, TrainState, accumulate_gradients, num_microbatches
 from minirlhf.parallel import DATA, default_microbatch_tokens, microbatches_at_once
-from minirlhf.preference_data import Comparison, load_preferences, write_preferences
+from minirlhf.preference_data import Comparison, load_split, write_preferences
 from minirlhf.lm_training import LMTrainConfig, train_lm
 from minirlhf.tokenizer import PAD_ID, CharTokenizer
 
@@ -392,20 +392,14 @@ def train_reward_model(cfg: RewardConfig, run_dir: str | Path, stop_after: int |
         raise FileNotFoundError(f"RewardConfig.init={cfg.init!r} is not a run folder with "
                                 "checkpoints; run `minirlhf sft` first or point init at one")
     run_dir = Path(run_dir)
-    if (run_dir / "summary.json").exists():  # finished: read it back rather than redo it
-        check_same_config(run_dir, cfg)
-        graphdef, params, _, _ = load_model(run_dir)
-        return graphdef, params, json.loads((run_dir / "summary.json").read_text())
+    if (finished := read_finished(run_dir, cfg)) is not None:  # read back, not redone
+        return finished
     graphdef, params, tokenizer, sft_meta = init_from_sft(cfg.init, cfg.seed)
     task = make_task(sft_meta["task"])
     length = sft_meta["model"]["max_len"]
     data_info = {}
     if cfg.preferences:
-        everything = load_preferences(cfg.preferences, tokenizer)  # all lines checked first
-        if len(everything) <= cfg.n_val:
-            raise ValueError(f"{cfg.preferences} holds {len(everything)} comparisons; need "
-                             f"more than n_val={cfg.n_val} (the held-out part is its end)")
-        train_cmp, val_cmp = everything[:-cfg.n_val], everything[-cfg.n_val:]
+        train_cmp, val_cmp = load_split(cfg.preferences, tokenizer, cfg.n_val)
         data_info["source"] = os.fspath(cfg.preferences)
     else:
         sft_graphdef, sft_params, _, _ = load_model(cfg.init)
