@@ -60,6 +60,31 @@ VOCABULARY = frozenset(
 
 SENTIMENTS = ("positive", "negative", "neutral")
 RATING = {"positive": (4, 5), "negative": (1, 2), "neutral": (3,)}
+# The AI labeler's written principles (minirlhf.rlaif; the format of
+# rlaif.parse_constitution). Each names the probe by which the small judge model is asked
+# about it. The weights were set by hand and checked on the default pipeline's pairs: each
+# principle alone and together (the agreement report of `minirlhf pipeline --rlaif_stage
+# true`); equal weights follow the gold order less often (67 % against 74 %), mostly because
+# on_item measures something the gold reward does not.
+CONSTITUTION = """\
+# The review task's constitution: what the AI labeler is asked to prefer.
+principle: Prefer the review whose writer liked the item more.
+probe: pleased
+weight: 1
+
+principle: Prefer the review whose star rating agrees with its words.
+probe: rating_agrees
+weight: 0.5
+
+principle: Prefer the review with no invented or repeated words.
+probe: fluent
+weight: 0.5
+
+principle: Prefer the review that stays on the item it was asked about.
+probe: on_item
+weight: 0.5
+"""
+
 _FORMAT = re.compile(r"^ [a-z ,.!]+\. rating: [1-5]/5$")
 _STATED = re.compile(r"rating: ([1-5])/5\s*$")
 
@@ -75,12 +100,16 @@ class ReviewTask:
     Attributes:
         max_prompt_chars: no prompt is longer than this (sizes the generation budget).
         max_response_chars: no demonstration response is longer than this.
+        items: the things reviewed; each prompt names one.
+        constitution: the principles an AI labeler judges responses by (`minirlhf.rlaif`).
     """
 
     name: str = "reviews"
     alphabet: str = ALPHABET
     max_prompt_chars: int = 24
     max_response_chars: int = 72
+    items: tuple[str, ...] = ITEMS
+    constitution: str = CONSTITUTION
 
     # --- the grammar -----------------------------------------------------------------
     def _adjective(self, rng, sentiment: str) -> str:

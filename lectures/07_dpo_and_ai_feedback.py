@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # Lecture 7 — Direct Preference Optimization: RLHF without the RL
+# # Lecture 7 — DPO and AI feedback: two answers to "PPO-RLHF is expensive"
 #
 # Lecture 4 ran the recipe of the deck "Large Language Models and RL from Human Feedback",
 # slide **"High-Level Recipe for ChatGPT"**: a reward model from comparisons (step 3), then
@@ -25,7 +25,9 @@
 # under the same Bradley-Terry model of the labels it has the same optimum as the KL-penalised
 # objective of the slide **"Reward shaping"**. This lecture derives it, checks the claim
 # exactly on a toy problem, runs it on the review task next to PPO and best-of-n, and shows
-# how it fails.
+# how it fails. Then the other answer, to the expense of the *labels*: RL from AI feedback
+# (Bai et al. 2022, Constitutional AI; Lee et al. 2023), where a model judging by written
+# principles replaces the human labeler.
 #
 # | section | idea | minirlhf |
 # | --- | --- | --- |
@@ -34,9 +36,10 @@
 # | 3 | over-fitting a finite preference set: DPO, IPO, label smoothing | `minirlhf/losses.py` |
 # | 4 | DPO on the review task, against SFT, best-of-n and PPO at matched KL | `minirlhf/dpo.py`, `minirlhf/pipeline.py` |
 # | 5 | what DPO's log-probs do: likelihood displacement | `minirlhf/dpo.py` |
-# | 6 | exercises | |
+# | 6 | RL from AI feedback: a judge model, a constitution, its labels against the humans' | `minirlhf/rlaif.py` |
+# | 7 | exercises | |
 #
-# Everything runs on a laptop CPU, in about 3 minutes on 2 cores; most of it is section 4's
+# Everything runs on a laptop CPU, in about 4 minutes on 2 cores; most of it is section 4's
 # pipeline.
 #
 # **Setup.** Install the package once from the repository root (`pip install -e .`; in Colab,
@@ -62,9 +65,11 @@ from IPython.display import Image, display
 
 from minirlhf.distributions import categorical_kl
 from minirlhf.dpo import likelihood_displacement
+from minirlhf.envs import make_task
 from minirlhf.logging import expect, read_metrics
 from minirlhf.losses import bradley_terry_loss, dpo_implicit_rewards, dpo_loss
 from minirlhf.pipeline import preset, run_pipeline
+from minirlhf.rlaif import load_constitution, parse_constitution
 
 # %matplotlib inline
 
@@ -256,8 +261,8 @@ expect(final["DPO"][1] < 1e-2 < final["IPO"][1],
 # %% [markdown]
 # ## 4. DPO on the review task
 #
-# Now the real thing, on lecture 4's pipeline: the `"small"` preset (about two minutes on 2
-# cores) with GRPO left out. Its DPO stage, `dpo_on_preferences` (`minirlhf/pipeline.py`),
+# Now the real thing, on lecture 4's pipeline: the `"small"` preset (about three minutes on 2
+# cores) with GRPO left out and the RLAIF stages of section 6 added. Its DPO stage, `dpo_on_preferences` (`minirlhf/pipeline.py`),
 # trains DPO from the SFT model on **the same preference file** the reward model learned from
 # (`minirlhf/dpo.py`: `train_dpo`, through the same LM training loop as pretraining and SFT),
 # and measures the result exactly as PPO's: gold reward, reward-model score, KL to SFT,
@@ -266,7 +271,8 @@ expect(final["DPO"][1] < 1e-2 < final["IPO"][1],
 # %%
 out = work / "small"
 start = time.perf_counter()
-summary = run_pipeline(dataclasses.replace(preset("small"), grpo_stage=False), out)
+summary = run_pipeline(dataclasses.replace(preset("small"), grpo_stage=False, rlaif_stage=True),
+                       out)
 print(f"\npipeline: {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
@@ -339,7 +345,98 @@ expect(last["val_reward_margin"] > first["val_reward_margin"],
 # moved to responses outside the data, which is exactly where DPO gets no feedback.
 
 # %% [markdown]
-# ## 6. Exercises
+# ## 6. RL from AI feedback: a judge and a constitution
+#
+# DPO saves the reward model and the sampling; the *labels* still come from people, and they
+# are the slow, costly part. Constitutional AI (Bai et al. 2022) asks a language model
+# instead: show it two responses and a principle written by people ("choose the response
+# that is less harmful ..."), read its preference off the probabilities of "(A)" and "(B)",
+# and train the reward model on those labels (RLAIF; Lee et al. 2023 found the result about
+# as good as with human labels). The people's work moves from labelling thousands of pairs
+# to writing a few principles.
+#
+# **What is simulated here, and why.** Everything in this course is small enough for a
+# laptop, and a small model cannot read an instruction. So:
+#
+# * **The judge** is the pretrained model of section 4 fine-tuned on the demonstrations, as
+#   SFT is but longer (`RLAIFConfig.judge`). All it knows of good reviews comes from text
+#   people wrote; it never sees the gold reward.
+# * **The constitution** is text (the task's own is below; `--rlaif.constitution FILE` takes
+#   yours), but each principle also names a **probe**: a fixed question the judge can answer
+#   with its next-token probabilities, because it cannot answer the principle's words. A
+#   real judge reads the words.
+# * **The humans** are lecture 3's simulated labelers (Bradley-Terry on the gold reward);
+#   the gold reward is what both are measured against.
+#
+# | probe | the question put to the judge, for a response $y$ to a prompt $x$ |
+# | --- | --- |
+# | `pleased` | the expected star rating $E[k]$ under $p(k \mid x,\ \text{words of } y,\ \text{" rating: "})$ |
+# | `rating_agrees` | $\log p(k_y \mid \ldots)$ of the rating $y$ states |
+# | `fluent` | the mean log-probability per token of $y$ |
+# | `on_item` | $\log p(y \mid x) - \text{mean}_j \log p(y \mid x \text{ about item } j)$ |
+#
+# Each probe's scores are standardised over the responses being labelled, and the judge
+# prefers the response with the larger weighted sum (`rlaif.verdict_scores`).
+
+# %%
+task = make_task("reviews")
+print(task.constitution)
+constitution = load_constitution("", task)
+try:
+    parse_constitution("principle: Be kind.\nprobe: kindness\nweight: 1", "mine.txt")
+except ValueError as err:
+    print("a constitution the judge cannot apply is refused:", err)
+
+# %% [markdown]
+# The judge re-labelled **the same comparisons** the simulated humans labelled in section 4:
+# an equal label budget. How often does each label follow the gold order, for the judge,
+# for each principle alone, and for the humans?
+
+# %%
+labels = summary["rlaif"]["labels"]
+print(f"pairs: {labels['pairs']}")
+print(f"  human labelers          {labels['human_gold_agreement']:.1%} follow the gold order")
+print(f"  the judge (constitution) {labels['ai_gold_agreement']:.1%}   "
+      f"(agrees with the humans on {labels['ai_human_agreement']:.1%})")
+for text, share in labels["principle_gold_agreement"].items():
+    print(f"     {share:.1%}  {text}")
+print(f"reward model on the judge's labels: {summary['rlaif']['reward']['val_gold_accuracy']:.1%}"
+      f" of held-out pairs in the gold order (on the humans' labels: "
+      f"{summary['reward']['val_gold_accuracy']:.1%})")
+sft_gold = rl["sft"]["gold"]
+for name in ("ppo", "rlaif"):
+    print(f"{name:>6}: gold {rl[name]['gold']:.3f} ({rl[name]['gold'] - sft_gold:+.3f} over SFT) "
+          f"at KL {rl[name]['kl']:.2f}; rating agrees {rl[name]['rating']:.0%}")
+expect(labels["ai_gold_agreement"] > 0.6,
+       "the judge's labels follow the gold order on more than 60 % of the pairs")
+expect(rl["rlaif"]["gold"] > sft_gold, "PPO on the AI-label reward model raised the gold reward")
+
+# %% [markdown]
+# Read it as an instructor would read a labelling vendor's report.
+#
+# * **The principles are not equal.** "Liked the item more" carries the judge: it asks
+#   what the judge learnt from the demonstrations, where ratings follow the words. "No
+#   invented words" and "stays on the item" are weak on their own; the gold reward does not
+#   even measure staying on the item. A constitution states what *its writers* want; the
+#   labels then follow those wants, not the gold reward's.
+# * **Same pairs, fewer people.** On the default pipeline (`README.md`) the judge's labels
+#   follow the gold order more often than the simulated humans' (74 % against 70 %); its
+#   reward model orders held-out pairs better (72 % against 69 %) and PPO on it reached
+#   more gold than PPO on the human-label model, with ratings that agree with the words
+#   more often. That is the simulation's doing as much as RLAIF's: our humans are noisy by
+#   construction, and our judge was trained on clean demonstrations of the very property
+#   the gold reward scores. With a judge trained for SFT's budget alone, its labels followed
+#   the gold order on only 62 % of the pairs (`RLAIFConfig.judge`): **an AI labeler is as
+#   good as the model behind it.**
+# * **Nobody checks the judge but the metric.** A judge's mistakes are systematic, not
+#   noise: every pair it misreads, it misreads the same way, and the reward model learns the
+#   mistake. Measuring its agreement on a sample of human labels, as here, is the check.
+#
+# `minirlhf ai-label --judge runs/pipeline/judge --preferences FILE --out FILE
+# --constitution mine.txt` re-labels any preference file by your own constitution.
+
+# %% [markdown]
+# ## 7. Exercises
 #
 # 1. **The derivation by code.** In section 2, replace the soft labels by the labels of a
 #    Bradley-Terry labeler at temperature $\tau = 2$ ($p_{ij} = \sigma((r_i - r_j)/2)$). Which
@@ -359,6 +456,17 @@ expect(last["val_reward_margin"] > first["val_reward_margin"],
 # 6. **On-policy pairs.** DPO's pairs come from the SFT model. Sample pairs from the DPO policy
 #    itself, label them with `minirlhf.reward_model.simulate_comparisons` and run DPO again from
 #    it ("iterative DPO"). Does the gap to PPO shrink?
+# 7. **Your own constitution.** Write a constitution file without `on_item`, and one that
+#    weights `rating_agrees` as much as `pleased`. Re-label section 4's comparisons with
+#    `minirlhf.rlaif.label_file(out / "judge", out / "preferences" / "comparisons.jsonl", ...)`
+#    and compare the agreement report with section 6's. Which principle would you add to
+#    reach the humans' own agreement, and which probe could ask it?
+# 8. **An AI labeler is as good as its model.** Train a judge for SFT's budget
+#    (`minirlhf.sft.sft` with `steps=200, n_train=2000`) and re-label with it. How far does
+#    `pleased` fall on its own?
+# 9. **Mixing labels.** Keep the humans' labels on a tenth of the comparisons and the judge's
+#    on the rest (Bai et al. 2022 kept human labels for helpfulness). Train a reward model on
+#    the mix (`minirlhf.reward_model.train_reward_model`): where does its gold accuracy land?
 
 # %%
 print(f"lecture ran in {time.perf_counter() - LECTURE_START:.0f} s")
