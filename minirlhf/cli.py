@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(p, PipelineConfig, skip={"sft.init", "reward.init", "reward.preferences",
                                                 "rlhf.init", "rlhf.reward", "grpo.init",
                                                 "grpo.reward", "dpo.init", "dpo.preferences",
-                                                "dpo.n_val"})
+                                                "dpo.n_val", "rlaif.judge.init"})
     p.add_argument("--stop_after", default=None, choices=STAGES,
                    help="stop once this stage is done (a re-run carries on from there)")
 
@@ -132,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "(no reward model, no sampling)")
     p.add_argument("--out", default="runs/dpo", help="run folder")
     add_config_options(p, DPOConfig)
+
+    p = sub.add_parser("ai-label", help="RLAIF: a judge model re-labels a preference file by "
+                       "a written constitution; prints its agreement with the gold order")
+    p.add_argument("--judge", required=True,
+                   help="run folder of the judge model (e.g. runs/pipeline/judge, or an SFT run)")
+    p.add_argument("--preferences", required=True, help="JSONL file of comparisons to re-label")
+    p.add_argument("--out", required=True, help="JSONL file to write (the judge's order)")
+    p.add_argument("--constitution", default="",
+                   help="constitution file (see minirlhf.rlaif); default: the task's own")
+    p.add_argument("--on_item_alternatives", type=int, default=3,
+                   help="other items the on_item probe swaps into the prompt")
 
     from minirlhf.rlhf import RLHFConfig
 
@@ -331,6 +342,25 @@ def _run(args) -> int:
               f"{s['val_chosen_logp']:.1f}, log pi(rejected) "
               f"{s['start']['val_rejected_logp']:.1f} -> {s['val_rejected_logp']:.1f}; "
               f"run folder {args.out} (plots: loss.png, dpo.png)")
+    elif args.command == "ai-label":
+        from minirlhf.checkpoint import load_model
+        from minirlhf.envs import make_task
+        from minirlhf.rlaif import RLAIFConfig, label_file, load_constitution
+
+        RLAIFConfig(on_item_alternatives=args.on_item_alternatives)  # checks it
+        if not (Path(args.judge) / "checkpoints").is_dir():
+            raise FileNotFoundError(f"--judge {args.judge!r} is not a run folder with "
+                                    "checkpoints")
+        task = make_task(load_model(args.judge)[3]["task"])
+        constitution = load_constitution(args.constitution, task)
+        r = label_file(args.judge, args.preferences, args.out, task, constitution,
+                       args.on_item_alternatives)
+        print(f"{r['pairs']} pairs re-labelled by the judge into {args.out}: they follow the "
+              f"gold order {r['ai_gold_agreement']:.1%} of the time (the file's own labels "
+              f"{r['human_gold_agreement']:.1%}); judge and file agree on "
+              f"{r['ai_human_agreement']:.1%}")
+        for text, v in r["principle_gold_agreement"].items():
+            print(f"  {v:.1%}  {text}")
     elif args.command == "rlhf":
         from minirlhf.rlhf import RLHFConfig, train_rlhf
 

@@ -1,15 +1,18 @@
 """The main job: the whole ChatGPT recipe on the default task, with a summary (layer 3).
 
     pretrain -> SFT -> preference data -> reward model -> PPO (-> GRPO) (-> DPO)
+      (-> RLAIF: judge -> AI labels of the same comparisons -> reward model -> PPO)
 
 (deck "Large Language Models and RL from Human Feedback", slide "High-Level Recipe for
 ChatGPT"). Each stage writes its own run folder under the pipeline's folder and checkpoints
 as it goes, so running the pipeline again resumes an interrupted stage and skips finished
 ones; the same seed gives the same final policy either way. The summary compares the SFT
 policy, best-of-n sampling from it, the PPO policy, the GRPO policy (the same reward
-model, no critic: DeepSeekMath's setting) and the DPO policy (the same preference pairs, no
-reward model) on held-out prompts: the gold reward (which only this simulation knows), the
-reward model's score and the KL to SFT.
+model, no critic: DeepSeekMath's setting), the DPO policy (the same preference pairs, no
+reward model) and, with `rlaif_stage`, the RLAIF policy (PPO on a reward model trained on
+the same pairs labelled by a judge model under a constitution, `minirlhf.rlaif`) on
+held-out prompts: the gold reward (which only this simulation knows), the reward model's
+score and the KL to SFT.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ from minirlhf.optim import OptimConfig
 from minirlhf.preference_data import write_preferences
 from minirlhf.pretrain import PretrainConfig, pretrain
 from minirlhf.reward_model import RewardConfig, simulate_comparisons, train_reward_model
+from minirlhf.rlaif import RLAIFConfig, label_file, load_constitution, write_report
 from minirlhf.rlhf import Evaluator, Frozen, RLHFConfig, along_path, train_rlhf
 from minirlhf.sft import SFTConfig, complete, format_rate, sft
 
-STAGES = ("pretrain", "sft", "preferences", "reward", "ppo", "grpo", "dpo")
+STAGES = ("pretrain", "sft", "preferences", "reward", "ppo", "grpo", "dpo", "judge",
+          "ai_preferences", "ai_reward", "rlaif")
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,13 @@ class PipelineConfig:
     `preferences` and `n_val` are set by the pipeline: the same held-out part)."""
     dpo_stage: bool = True
     """Run stage 7 (DPO) and add it to the table."""
+    rlaif: RLAIFConfig = field(default_factory=RLAIFConfig)
+    """The RLAIF stages: the judge model (its `judge.init` is set to the pretraining stage's
+    folder) and the constitution it labels by."""
+    rlaif_stage: bool = False
+    """Run the RLAIF stages -- train the judge, have it re-label stage 3's comparisons, a
+    reward model on its labels, PPO on that reward model -- and add an RLAIF row (about 4
+    minutes more on 2 CPU cores)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """How the before/after-SFT samples are drawn."""
 
@@ -103,6 +115,9 @@ PRESETS: dict[str, dict] = {
         "grpo.iterations": 4, "grpo.prompts_per_iteration": 4, "grpo.group_size": 4,
         "grpo.max_new_tokens": 48, "grpo.eval_every": 2, "grpo.checkpoint_every": 2,
         "dpo.steps": 6, "dpo.batch_size": 16, "dpo.eval_every": 3, "dpo.checkpoint_every": 3,
+        "rlaif.judge.steps": 20, "rlaif.judge.batch_size": 16, "rlaif.judge.n_train": 200,
+        "rlaif.judge.n_val": 32, "rlaif.judge.eval_every": 10,
+        "rlaif.judge.checkpoint_every": 10, "rlaif.on_item_alternatives": 1,
         "n_samples": 8, "show": 3, "sampling.max_new_tokens": 48,
     },
     # About two minutes: a smaller model and budgets for which every stage still learns
@@ -118,6 +133,7 @@ PRESETS: dict[str, dict] = {
         "reward.target_agreement": 0.8,
         "rlhf.iterations": 40, "rlhf.n_eval": 128, "rlhf.best_of_n": 8,
         "rlhf.lr": 5e-5, "grpo.iterations": 40,
+        "rlaif.judge.steps": 600, "rlaif.judge.n_train": 4000,
         "n_samples": 16, "show": 3,
     },
     # Reward hacking (deck slide "Controlling Divergence"): no KL penalty and a longer run.
@@ -143,7 +159,9 @@ def stage_configs(cfg: PipelineConfig, out: Path) -> PipelineConfig:
         rlhf=dataclasses.replace(cfg.rlhf, init=str(out / "sft"), reward=str(out / "reward")),
         grpo=dataclasses.replace(cfg.grpo, init=str(out / "sft"), reward=str(out / "reward")),
         dpo=dataclasses.replace(cfg.dpo, init=str(out / "sft"), n_val=cfg.reward.n_val,
-                                preferences=str(out / "preferences" / "comparisons.jsonl")))
+                                preferences=str(out / "preferences" / "comparisons.jsonl")),
+        rlaif=dataclasses.replace(cfg.rlaif, judge=dataclasses.replace(
+            cfg.rlaif.judge, init=str(out / "pretrain"))))
 
 
 def policy_evaluator(cfg: PipelineConfig):
@@ -178,6 +196,32 @@ def dpo_on_preferences(cfg: PipelineConfig, out_dir: Path) -> dict:
     return {**policy_evaluator(cfg)[1](graphdef, params), "train": summary}
 
 
+def ai_preferences(cfg: PipelineConfig, out: Path) -> dict:
+    """RLAIF's labels: the judge (out/judge) re-labels stage 3's comparisons by the
+    constitution. Writes out/ai_preferences/comparisons.jsonl and summary.json (the agreement
+    report and the constitution); a finished stage is read, not redone."""
+    out_dir = out / "ai_preferences"
+    done = out_dir / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    task = make_task(cfg.pretrain.task)
+    constitution = load_constitution(cfg.rlaif.constitution, task)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = label_file(out / "judge", cfg.reward.preferences, out_dir / "comparisons.jsonl",
+                        task, constitution, cfg.rlaif.on_item_alternatives,
+                        cfg.rlaif.batch_size)
+    write_report(done, report, constitution)
+    return json.loads(done.read_text())
+
+
+def rlaif_policy(cfg: PipelineConfig, out: Path) -> dict:
+    """RLAIF's policy: PPO, as stage 5, on the reward model trained on the AI labels; evaluated
+    as PPO is (its score column is the human-label reward model's, as for every row)."""
+    graphdef, params, _ = train_rlhf(
+        dataclasses.replace(cfg.rlhf, reward=str(out / "ai_reward")), out / "rlaif")
+    return policy_evaluator(cfg)[1](graphdef, params)
+
+
 def make_preferences(cfg: RewardConfig, sft_dir: Path, out_dir: Path) -> dict:
     """Stage 3: n_train + n_val comparisons of SFT samples by the simulated labelers.
 
@@ -202,7 +246,8 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
     """Run the recipe into `out`, sample from each policy, and print a summary.
 
     Writes out/pretrain/, out/sft/, out/preferences/, out/reward/, out/ppo/, out/grpo/,
-    out/dpo/ (run folders), out/summary.json, out/samples.txt and out/pipeline_config.json.
+    out/dpo/ (with `rlaif_stage` also out/judge/, out/ai_preferences/, out/ai_reward/,
+    out/rlaif/), out/summary.json, out/samples.txt and out/pipeline_config.json.
     Returns the summary.
 
     Args:
@@ -211,6 +256,11 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
     out = Path(out)
     if stop_after is not None and stop_after not in STAGES:
         raise ValueError(f"unknown stage {stop_after!r}; stages: {STAGES}")
+    runs = {"grpo": cfg.grpo_stage, "dpo": cfg.dpo_stage,
+               **dict.fromkeys(STAGES[7:], cfg.rlaif_stage)}
+    if not runs.get(stop_after, True):
+        raise ValueError(f"stop_after={stop_after!r} names a stage this configuration skips "
+                         "(see grpo_stage, dpo_stage, rlaif_stage)")
     task = make_task(cfg.pretrain.task)
     # Refuse a sampling budget the model cannot hold now, not after minutes of training.
     for name, n in (("sampling.max_new_tokens", cfg.sampling.max_new_tokens),
@@ -221,12 +271,14 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
                 f"{name}={n} plus the task's longest prompt ({task.max_prompt_chars} "
                 f"characters + BOS) needs {needed} positions, more than "
                 f"pretrain.model.max_len={cfg.pretrain.model.max_len}")
+    if cfg.rlaif_stage:  # a constitution the judge cannot apply is refused now, not later
+        load_constitution(cfg.rlaif.constitution, task)
     cfg = stage_configs(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "pipeline_config.json", json.dumps(to_dict(cfg), indent=2))
     times = {}
 
-    n_stages = 5 + cfg.grpo_stage + cfg.dpo_stage
+    n_stages = 5 + cfg.grpo_stage + cfg.dpo_stage + 4 * cfg.rlaif_stage
 
     def stage(i, name, text, fn):
         echo(f"[{i}/{n_stages}] {text}")
@@ -266,13 +318,35 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
         dpo = stage(5 + cfg.grpo_stage + 1, "dpo",
                     "DPO on the same preference pairs: no reward model, no sampling",
                     lambda: dpo_on_preferences(cfg, out / "dpo"))
+    if stop_after == "dpo":
+        return {}
+    ai = ai_rm = rlaif = None
+    if cfg.rlaif_stage:
+        i = 5 + cfg.grpo_stage + cfg.dpo_stage
+        stage(i + 1, "judge", "RLAIF: the judge model (the pretrained model fine-tuned on "
+              "demonstrations)", lambda: sft(cfg.rlaif.judge, out / "judge"))
+        if stop_after == "judge":
+            return {}
+        ai = stage(i + 2, "ai_preferences", "RLAIF: the judge re-labels the comparisons by "
+                   "the constitution", lambda: ai_preferences(cfg, out))
+        if stop_after == "ai_preferences":
+            return {}
+        ai_cfg = dataclasses.replace(
+            cfg.reward, preferences=str(out / "ai_preferences" / "comparisons.jsonl"))
+        ai_rm = stage(i + 3, "ai_reward", "RLAIF: a reward model on the AI labels",
+                      lambda: train_reward_model(ai_cfg, out / "ai_reward"))[2]
+        if stop_after == "ai_reward":
+            return {}
+        rlaif = stage(i + 4, "rlaif", "RLAIF: PPO on the AI-label reward model",
+                      lambda: rlaif_policy(cfg, out))
 
     prompts = task.prompts(cfg.n_samples, seed=cfg.seed + 777)
     key = jax.random.key(cfg.seed)
     before = complete(g, pre_params, tokenizer, prompts, key, cfg.sampling)
     after = complete(g, sft_params, tokenizer, prompts, key, cfg.sampling)
 
-    others = {name: r for name, r in (("grpo", grpo), ("dpo", dpo)) if r is not None}
+    others = {name: r for name, r in (("grpo", grpo), ("dpo", dpo), ("rlaif", rlaif))
+              if r is not None}
 
     def last(hist, name):
         vals = [r[name] for r in hist if name in r]
@@ -286,6 +360,9 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
                                               "labeler_labeler_agreement") if k in prefs},
         "reward": {k: rm[k] for k in ("val_accuracy", "val_gold_accuracy",
                                       "labels_gold_agreement", "pearson_gold")},
+        **({} if ai is None else {"rlaif": {
+            "labels": {k: v for k, v in ai.items() if k != "constitution"},
+            "reward": {k: ai_rm[k] for k in ("val_gold_accuracy", "pearson_gold")}}}),
         "rlhf": {**{k: rl[k] for k in ("sft", "best_of_n", "ppo", "n")},
                  "best_of_n_curve": rl.get("best_of_n_curve", {}),
                  **{name: {k: v for k, v in r.items() if k not in ("samples", "points")}
@@ -336,7 +413,8 @@ def plot_kl_gold(rl: dict, ppo_history: list[dict], path: str | Path,
             [rl["sft"]["gold"]] + [r["eval_gold"] for r in evals], "s-", color="C1", ms=4,
             label="PPO, through training")
     ax.plot(rl["sft"]["kl"], rl["sft"]["gold"], "k*", ms=12, label="SFT")
-    for key, name, style in (("grpo", "GRPO", "C2D"), ("dpo", "DPO", "C3^")):
+    for key, name, style in (("grpo", "GRPO", "C2D"), ("dpo", "DPO", "C3^"),
+                             ("rlaif", "RLAIF (PPO, AI labels)", "C5P")):
         if key in rl:
             ax.plot(rl[key]["kl"], rl[key]["gold"], style, ms=9, label=name)
     for i, (label, points) in enumerate((paths or {}).items()):
@@ -365,11 +443,26 @@ def format_summary(summary: dict, show: int, out: Path) -> str:
         f"of the time (its training labels: {rm['labels_gold_agreement']:.0%}); "
         f"correlation with gold {rm['pearson_gold']:.2f}",
         "",
+    ]
+    if "rlaif" in summary:
+        ai, ai_rm = summary["rlaif"]["labels"], summary["rlaif"]["reward"]
+        lines += [
+            f"AI labeler (a judge model, by the constitution): follows the gold order on "
+            f"{ai['ai_gold_agreement']:.0%} of the {ai['pairs']} pairs, the human labels on "
+            f"{ai['human_gold_agreement']:.0%}; agrees with the humans on "
+            f"{ai['ai_human_agreement']:.0%}",
+            "  each principle alone: " + "; ".join(
+                f"{v:.0%} {k!r}" for k, v in ai["principle_gold_agreement"].items()),
+            f"  reward model on the AI labels: orders held-out pairs like the gold reward "
+            f"{ai_rm['val_gold_accuracy']:.0%} of the time (on the human labels "
+            f"{rm['val_gold_accuracy']:.0%})",
+            ""]
+    lines += [
         "policy        gold reward   reward-model score   KL to SFT (nats)   format   rating "
         "agrees   length",
     ]
     for key, name in (("sft", "SFT"), ("best_of_n", f"best-of-{n}"), ("ppo", "PPO"),
-                      ("grpo", "GRPO"), ("dpo", "DPO")):
+                      ("grpo", "GRPO"), ("dpo", "DPO"), ("rlaif", "RLAIF")):
         if key not in rl:
             continue
         r = rl[key]
@@ -377,8 +470,8 @@ def format_summary(summary: dict, show: int, out: Path) -> str:
         rating = f"{r['rating']:.0%}" if "rating" in r else "-"  # older run folders
         lines.append(f"{name:<13} {r['gold']:>11.3f}   {r['score']:>18.3f}   {kl:>16}   "
                      f"{r['format']:>6.0%}   {rating:>13}   {r['length']:>6.1f}")
-    others = [k for k in ("grpo", "dpo") if k in rl]
-    names = {"best_of_n": f"best-of-{n}", "grpo": "GRPO", "dpo": "DPO"}
+    others = [k for k in ("grpo", "dpo", "rlaif") if k in rl]
+    names = {"best_of_n": f"best-of-{n}", "grpo": "GRPO", "dpo": "DPO", "rlaif": "RLAIF"}
     at_kl = rl.get("ppo_gold_at_kl", {})
     if at_kl:
         lines += ["", "gold at matched KL (PPO read off its held-out path, linear between "
@@ -400,5 +493,7 @@ def format_summary(summary: dict, show: int, out: Path) -> str:
               f"run folder: {out}  (curves: kl_gold.png, */loss.png, ppo/rlhf.png, "
               "ppo/gold_vs_score.png"
               + (", grpo/grpo.png" if "grpo" in rl else "")
-              + (", dpo/dpo.png" if "dpo" in rl else "") + "; all samples: samples.txt)"]
+              + (", dpo/dpo.png" if "dpo" in rl else "")
+              + (", ai_preferences/summary.json" if "rlaif" in rl else "")
+              + "; all samples: samples.txt)"]
     return "\n".join(lines)
