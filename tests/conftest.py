@@ -26,7 +26,8 @@ from minirlhf.tokenizer import CharTokenizer  # noqa: E402
 # own (together the lectures are a third of the suite; as one file they kept one worker busy
 # alone at the end) and the files sharing the session's `tiny_pipeline` run form one group
 # (built once, not on both workers).
-SHARED_GROUPS = {"test_cli.py": "tiny_pipeline", "test_rlhf.py": "tiny_pipeline"}
+SHARED_GROUPS = {"test_cli.py": "tiny_pipeline", "test_rlhf.py": "tiny_pipeline",
+                 "test_rlaif.py": "tiny_pipeline"}
 LONG_FIRST = ("test_lectures.py", "test_cli.py", "test_rlhf.py", "test_grpo.py",
               "test_training.py", "test_generate.py", "test_ppo.py", "test_parallel.py",
               "test_trex.py", "test_assignments.py", "test_dpo.py")

@@ -100,7 +100,7 @@ def test_console_script_help_lists_documented_options():
 
 
 @pytest.mark.parametrize("command", ["pipeline", "pretrain", "sft", "sample", "preferences",
-                                     "reward", "rlhf", "grpo", "dpo", "ppo", "ppo-eval",
+                                     "reward", "rlhf", "grpo", "dpo", "ai-label", "ppo", "ppo-eval",
                                      "assignment"])
 def test_every_command_has_a_help_page(command, capsys):
     with pytest.raises(SystemExit) as exit_:
