@@ -62,10 +62,10 @@ SENTIMENTS = ("positive", "negative", "neutral")
 RATING = {"positive": (4, 5), "negative": (1, 2), "neutral": (3,)}
 # The AI labeler's written principles (minirlhf.rlaif; the format of
 # rlaif.parse_constitution). Each names the probe by which the small judge model is asked
-# about it. The weights were set by hand and checked on the default pipeline's pairs: each
-# principle alone and together (the agreement report of `minirlhf pipeline --rlaif_stage
-# true`); equal weights follow the gold order less often (67 % against 74 %), mostly because
-# on_item measures something the gold reward does not.
+# about it. The weights were set by hand, looking at the agreement with the gold order of
+# each principle alone and together on the default pipeline's pairs, and re-measured on
+# fresh pairs (`benchmarks/bench_rlaif.py`: 74.8 %; equal weights 69.1 %, mostly because
+# on_item measures something the gold reward does not).
 CONSTITUTION = """\
 # The review task's constitution: what the AI labeler is asked to prefer.
 principle: Prefer the review whose writer liked the item more.

@@ -202,15 +202,23 @@ def ai_preferences(cfg: PipelineConfig, out: Path) -> dict:
     report and the constitution); a finished stage is read, not redone."""
     out_dir = out / "ai_preferences"
     done = out_dir / "summary.json"
-    if done.exists():
-        return json.loads(done.read_text())
     task = make_task(cfg.pretrain.task)
     constitution = load_constitution(cfg.rlaif.constitution, task)
+    if done.exists():
+        report = json.loads(done.read_text())
+        made = (report.get("constitution"), report.get("on_item_alternatives"))
+        if made != ([dataclasses.asdict(p) for p in constitution],
+                    cfg.rlaif.on_item_alternatives):
+            raise ValueError(f"{out_dir} holds labels made with another constitution or "
+                             "rlaif.on_item_alternatives; use another output folder or "
+                             "delete it")
+        return report
     out_dir.mkdir(parents=True, exist_ok=True)
     report = label_file(out / "judge", cfg.reward.preferences, out_dir / "comparisons.jsonl",
                         task, constitution, cfg.rlaif.on_item_alternatives,
                         cfg.rlaif.batch_size)
-    write_report(done, report, constitution)
+    write_report(done, {**report, "on_item_alternatives": cfg.rlaif.on_item_alternatives},
+                 constitution)
     return json.loads(done.read_text())
 
 
@@ -257,7 +265,7 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
     if stop_after is not None and stop_after not in STAGES:
         raise ValueError(f"unknown stage {stop_after!r}; stages: {STAGES}")
     runs = {"grpo": cfg.grpo_stage, "dpo": cfg.dpo_stage,
-               **dict.fromkeys(STAGES[7:], cfg.rlaif_stage)}
+            **dict.fromkeys(STAGES[7:], cfg.rlaif_stage)}
     if not runs.get(stop_after, True):
         raise ValueError(f"stop_after={stop_after!r} names a stage this configuration skips "
                          "(see grpo_stage, dpo_stage, rlaif_stage)")
@@ -272,7 +280,10 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
                 f"characters + BOS) needs {needed} positions, more than "
                 f"pretrain.model.max_len={cfg.pretrain.model.max_len}")
     if cfg.rlaif_stage:  # a constitution the judge cannot apply is refused now, not later
-        load_constitution(cfg.rlaif.constitution, task)
+        probes = {p.probe for p in load_constitution(cfg.rlaif.constitution, task)}
+        if "on_item" in probes and cfg.rlaif.on_item_alternatives >= len(task.items):
+            raise ValueError(f"rlaif.on_item_alternatives={cfg.rlaif.on_item_alternatives} "
+                             f"must be below the task's {len(task.items)} items")
     cfg = stage_configs(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "pipeline_config.json", json.dumps(to_dict(cfg), indent=2))
@@ -318,7 +329,7 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
         dpo = stage(5 + cfg.grpo_stage + 1, "dpo",
                     "DPO on the same preference pairs: no reward model, no sampling",
                     lambda: dpo_on_preferences(cfg, out / "dpo"))
-    if stop_after == "dpo":
+    if stop_after == "dpo" and cfg.rlaif_stage:
         return {}
     ai = ai_rm = rlaif = None
     if cfg.rlaif_stage:

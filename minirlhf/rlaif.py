@@ -8,7 +8,8 @@ Feedback", slides on Constitutional AI / RLAIF). Here:
 
     constitution (text)  ->  principles: words a person reads, a probe, a weight
     judge (a model)      ->  one score per principle and response, from its log-probabilities
-    label                ->  P(a > b) = sigma(sum_i w_i (z_i(a) - z_i(b))): the higher wins
+    label                ->  the response with the larger sum_i w_i z_i wins (a judge at
+                             temperature 0; a tie is a fair coin)
 
 What is simulated, and why. A real judge is a large model that reads the principle's words.
 Ours is a 0.4 M-parameter character model that cannot follow an instruction, so each
@@ -16,8 +17,8 @@ principle names a *probe*: a fixed way of asking the judge a question it can ans
 its next-token probabilities -- "what rating would you give these words?", "how likely is
 this text?", "is this text more likely after this prompt than after another item's?". The
 judge is the pretrained model fine-tuned on the task's demonstrations (as SFT, longer): all
-it knows of good reviews comes from text a person wrote, never from the gold reward, which
-this module does not read (the agreement report compares with it afterwards).
+it knows of good reviews comes from text a person wrote. Its labels never depend on the
+gold reward; only the agreement report reads it, afterwards, to measure them.
 
     probe           the judge's score of a response y to prompt x
     pleased         E[k] under p(k | x, words of y, " rating: "), k in 1..5
@@ -27,7 +28,8 @@ this module does not read (the agreement report compares with it afterwards).
     on_item         log p(y | x) - mean_j log p(y | x with the item swapped for item j)
 
 Each probe's scores are standardised over the responses being labelled (z_i), so that a
-weight means the same for every principle whatever its units.
+weight means the same for every principle whatever its units (so a pair's label can change
+when it is labelled within another set).
 """
 
 from __future__ import annotations
@@ -47,16 +49,36 @@ import numpy as np
 from minirlhf.checkpoint import load_model
 from minirlhf.configs import check_positive_ints
 from minirlhf.dpo import sequence_logprobs
-from minirlhf.envs.labelers import agreement_rate, gold_agreement
 from minirlhf.logging import atomic_write_text
 from minirlhf.model import forward, last_real_index
 from minirlhf.preference_data import Comparison, load_preferences, write_preferences
 from minirlhf.sft import SFTConfig
-from minirlhf.tokenizer import PAD_ID, CharTokenizer
+from minirlhf.tokenizer import BOS_ID, PAD_ID, CharTokenizer
 
 PROBES = ("pleased", "rating_agrees", "fluent", "on_item")
 _STATED = re.compile(r" ?rating: ([1-5])/5\s*$")
 RATING_CUE = " rating: "
+
+
+@dataclass(frozen=True)
+class RLAIFConfig:
+    """The AI labeler: a judge model, a constitution, and how the judge is asked."""
+
+    constitution: str = ""
+    """A constitution file (the format of `parse_constitution`); "" = the task's own."""
+    judge: SFTConfig = field(default_factory=lambda: SFTConfig(
+        steps=1000, n_train=8000, seed=1, eval_every=250, checkpoint_every=250))
+    """Training of the judge: the pretrained model fine-tuned on demonstrations, as SFT but
+    five times longer on four times the data and another seed (its `init` is set by the
+    pipeline). The SFT model itself judges worse: on fresh pairs its labels follow the gold
+    order 63.1 % of the time, this judge's 74.8 % (`benchmarks/bench_rlaif.py`)."""
+    on_item_alternatives: int = 3
+    """Other items the on_item probe swaps into the prompt (the cost grows with it)."""
+    batch_size: int = 256
+    """Texts per forward pass of the judge."""
+
+    def __post_init__(self):
+        check_positive_ints(self, "on_item_alternatives", "batch_size")
 
 
 # --- the constitution ---------------------------------------------------------------------
@@ -136,35 +158,25 @@ def load_constitution(path: str | Path | None, task) -> tuple[Principle, ...]:
     """The constitution in the file `path`, or the task's own (`task.constitution`) for
     None or ""."""
     if not path:
-        return parse_constitution(task.constitution, f"{task.name} task's constitution")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"constitution file {str(path)!r} does not exist")
-    return parse_constitution(path.read_text(), str(path))
+        if not hasattr(task, "constitution"):
+            raise ValueError(f"the {task.name} task has no constitution of its own; give a "
+                             "constitution file")
+        constitution = parse_constitution(task.constitution, f"{task.name} task's constitution")
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"constitution file {str(path)!r} does not exist")
+        constitution = parse_constitution(path.read_text(), str(path))
+    # The probes read the review format (" rating: k/5") and swap the task's items.
+    needs = {"pleased": "stated_rating", "rating_agrees": "stated_rating", "on_item": "items"}
+    for p in constitution:
+        if not hasattr(task, needs.get(p.probe, "name")):
+            raise ValueError(f"probe {p.probe!r} (principle {p.text!r}) needs a task with "
+                             f"`{needs[p.probe]}`; the {task.name} task has none")
+    return constitution
 
 
 # --- the judge's probes -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RLAIFConfig:
-    """The AI labeler: a judge model, a constitution, and how the judge is asked."""
-
-    constitution: str = ""
-    """A constitution file (the format of `parse_constitution`); "" = the task's own."""
-    judge: SFTConfig = field(default_factory=lambda: SFTConfig(
-        steps=1000, n_train=8000, seed=1, eval_every=250, checkpoint_every=250))
-    """Training of the judge: the pretrained model fine-tuned on demonstrations, as SFT but
-    five times longer on four times the data and another seed (its `init` is set by the
-    pipeline). At SFT's own budget the judge's ratings follow the words too loosely: its
-    labels agree with the gold order on 62 % of the default pipeline's pairs, against 74 %."""
-    on_item_alternatives: int = 3
-    """Other items the on_item probe swaps into the prompt (the cost grows with it)."""
-    batch_size: int = 256
-    """Texts per forward pass of the judge."""
-
-    def __post_init__(self):
-        check_positive_ints(self, "on_item_alternatives", "batch_size")
 
 
 def _chunked(fn, tokens: np.ndarray, mask: np.ndarray, extra: np.ndarray | None,
@@ -179,7 +191,7 @@ def _chunked(fn, tokens: np.ndarray, mask: np.ndarray, extra: np.ndarray | None,
         if short:
             t = np.concatenate([t, np.full((short, t.shape[1]), PAD_ID, t.dtype)])
             m = np.concatenate([m, np.zeros((short, m.shape[1]), bool)])
-            m[-short:, 0] = True
+            t[-short:, 0], m[-short:, 0] = BOS_ID, True
             if e is not None:
                 e = np.concatenate([e, np.zeros((short, e.shape[1]), bool)])
         out.append(np.asarray(fn(t, m, e))[:batch_size - short])
@@ -254,6 +266,9 @@ def probe_scores(graphdef, params, tokenizer: CharTokenizer, task, prompts: list
         raise ValueError(f"unknown probe(s) {sorted(unknown)}; probes: {PROBES}")
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    if "on_item" in probes and not 1 <= alternatives < len(task.items):
+        raise ValueError(f"on_item needs 1 <= alternatives < {len(task.items)} (the task's "
+                         f"other items), got {alternatives}")
     out = {}
     if {"pleased", "rating_agrees"} & set(probes):
         dist = rating_distribution(graphdef, params, tokenizer, prompts, responses, batch_size,
@@ -287,8 +302,8 @@ def standardise(x: np.ndarray) -> np.ndarray:
 
 def verdict_scores(scores: dict[str, np.ndarray],
                    constitution: tuple[Principle, ...]) -> np.ndarray:
-    """(M,) sum_i w_i z_i: the judge's overall score of each response, whose differences are
-    the log-odds of its preferences."""
+    """(M,) sum_i w_i z_i: the judge's overall score of each response; the larger wins.
+    z_i is standardised over these M responses (`standardise`)."""
     missing = {p.probe for p in constitution} - set(scores)
     if missing:
         raise ValueError(f"no scores for probe(s) {sorted(missing)}")
@@ -298,17 +313,21 @@ def verdict_scores(scores: dict[str, np.ndarray],
 # --- labelling comparisons ----------------------------------------------------------------
 
 
-def ai_label(comparisons: list[Comparison], verdict: np.ndarray) -> list[Comparison]:
+def ai_label(comparisons: list[Comparison], verdict: np.ndarray,
+             seed: int = 0) -> list[Comparison]:
     """Each comparison's completions re-ordered by the judge's verdict, best first.
 
     `verdict` holds one score per completion, in the order of the comparisons' rankings
-    flattened; ties keep the given order."""
+    flattened. Tied completions are ordered by a fair coin (seeded), never by the order
+    given: that would copy the given (human) label into the judge's."""
     sizes = [len(c.ranking) for c in comparisons]
     if len(verdict) != sum(sizes):
         raise ValueError(f"{len(verdict)} verdict scores for {sum(sizes)} completions")
+    coin = np.random.default_rng(seed).random(len(verdict))
     out, start = [], 0
     for c, k in zip(comparisons, sizes):
-        order = np.argsort(-np.asarray(verdict[start:start + k]), kind="stable")
+        v = np.asarray(verdict[start:start + k])
+        order = np.lexsort((coin[start:start + k], -v))  # by -v, ties by the coin
         out.append(Comparison(c.prompt, tuple(c.ranking[j] for j in order)))
         start += k
     return out
@@ -325,6 +344,14 @@ def pair_indices(comparisons: list[Comparison]) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 2), int)
 
 
+def _share(first_wins: np.ndarray, truth: np.ndarray, decided: np.ndarray) -> float:
+    """Mean agreement of a judgement of pairs with `truth` (1: the first is better) over the
+    `decided` pairs; `first_wins` is 1, 0, or 0.5 for a tie (half right, as a coin is)."""
+    if not decided.any():
+        return float("nan")
+    return float(np.mean(np.where(first_wins == 0.5, 0.5, first_wins == truth)[decided]))
+
+
 def agreement_report(task, comparisons: list[Comparison], scores: dict[str, np.ndarray],
                      constitution: tuple[Principle, ...]) -> dict:
     """How the judge's labels compare with the gold order and with the given (human) labels
@@ -332,7 +359,8 @@ def agreement_report(task, comparisons: list[Comparison], scores: dict[str, np.n
 
     Returns the share of pairs whose order follows the gold one (gold ties excluded) for the
     judge, for each principle alone and for the given labels; the judge's agreement with the
-    given labels; and the number of pairs.
+    given labels; and the number of pairs. A tie in a score counts half, as the coin that
+    `ai_label` flips for it is right half the time.
 
     Args:
         comparisons: as the human labelers ranked them, best first (pairs or rankings).
@@ -342,40 +370,60 @@ def agreement_report(task, comparisons: list[Comparison], scores: dict[str, np.n
     pairs = pair_indices(comparisons)  # (P, 2): the humans' (better, worse)
     texts = [t for c in comparisons for t in c.ranking]
     gold = np.array([task.gold_reward(t) for t in texts])[pairs]  # (P, 2)
-    human_says = np.ones(len(pairs), bool)  # "the first of the pair is better"
+    decided, gold_first = gold[:, 0] != gold[:, 1], (gold[:, 0] > gold[:, 1]).astype(float)
+    everywhere = np.ones(len(pairs), bool)
 
-    def says(s):  # where this score puts the humans' better completion first
-        s = np.asarray(s)[pairs]
-        return s[:, 0] > s[:, 1]
+    def first_wins(s):  # 1 where this score puts the humans' better completion first
+        s = np.asarray(s, float)[pairs]
+        return np.where(s[:, 0] > s[:, 1], 1.0, np.where(s[:, 0] < s[:, 1], 0.0, 0.5))
 
-    ai = says(verdict_scores(scores, constitution))
+    ai = first_wins(verdict_scores(scores, constitution))
     return {
         "pairs": len(pairs),
-        "ai_gold_agreement": gold_agreement(ai, gold[:, 0], gold[:, 1]),
-        "human_gold_agreement": gold_agreement(human_says, gold[:, 0], gold[:, 1]),
-        "ai_human_agreement": agreement_rate(ai, human_says),
+        "ai_gold_agreement": _share(ai, gold_first, decided),
+        "human_gold_agreement": _share(np.ones(len(pairs)), gold_first, decided),
+        "ai_human_agreement": _share(ai, np.ones(len(pairs)), everywhere),
         "principle_gold_agreement": {
-            p.text: gold_agreement(says(scores[p.probe]), gold[:, 0], gold[:, 1])
+            p.text: _share(first_wins(scores[p.probe]), gold_first, decided)
             for p in constitution},
     }
 
 
+def check_lengths(comparisons: list[Comparison], task, max_len: int, alternatives: int,
+                  source: str = "the file") -> None:
+    """Refuse, naming the line, a completion the judge cannot read whole: BOS + prompt (with
+    the longest item swapped in, for on_item) + completion + EOS must fit in max_len."""
+    items = getattr(task, "items", ()) if alternatives else ()
+    longest = max((len(i) for i in items), default=0)
+    for n, c in enumerate(comparisons, start=1):
+        grow = max((longest - len(w) for w in c.prompt.split(" ") if w in items), default=0)
+        for t in c.ranking:
+            need = 2 + len(c.prompt) + grow + len(t)
+            if need > max_len:
+                raise ValueError(f"{source}, line {n}: completion {t!r} needs {need} positions "
+                                 f"(BOS, prompt, completion, EOS), more than the judge's "
+                                 f"max_len={max_len}")
+
+
 def label_file(judge_dir: str | Path, preferences: str | Path, out: str | Path, task,
                constitution: tuple[Principle, ...], alternatives: int = 3,
-               batch_size: int = 256) -> dict:
+               batch_size: int = 256, seed: int = 0) -> dict:
     """Have the judge in `judge_dir` re-label every comparison of a preference file.
 
-    Checks the whole file first, then writes `out` (the same prompts and completions, ordered
-    by the judge, in the format of `minirlhf.preference_data`) and returns `agreement_report`
-    against the file's own labels."""
+    Checks the whole file first (its format, and that the judge can read every completion),
+    then writes `out` (the same prompts and completions, ordered by the judge, in the format
+    of `minirlhf.preference_data`) and returns `agreement_report` against the file's own
+    labels. `seed` drives the coin for tied verdicts."""
     graphdef, params, tokenizer, meta = load_model(judge_dir)
     human = load_preferences(preferences, tokenizer)
     probes = tuple(dict.fromkeys(p.probe for p in constitution))
+    check_lengths(human, task, meta["model"]["max_len"],
+                  alternatives if "on_item" in probes else 0, str(preferences))
     scores = probe_scores(graphdef, params, tokenizer, task,
                           [c.prompt for c in human for _ in c.ranking],
                           [t for c in human for t in c.ranking], probes, alternatives,
                           batch_size, meta["model"]["max_len"])
-    labelled = ai_label(human, verdict_scores(scores, constitution))
+    labelled = ai_label(human, verdict_scores(scores, constitution), seed)
     report = agreement_report(task, human, scores, constitution)
     write_preferences(out, labelled)
     return report

@@ -16,9 +16,10 @@ from minirlhf.envs import make_task
 from minirlhf.envs.reviews import ITEMS
 from minirlhf.model import ModelConfig, forward, init_model
 from minirlhf.preference_data import Comparison, load_preferences
-from minirlhf.rlaif import (PROBES, Principle, agreement_report, ai_label, load_constitution,
-                           pair_indices, parse_constitution, probe_scores, split_rating,
-                           standardise, swap_item, verdict_scores)
+from minirlhf.checkpoint import load_model
+from minirlhf.rlaif import (PROBES, Principle, agreement_report, ai_label, check_lengths,
+                           load_constitution, pair_indices, parse_constitution, probe_scores,
+                           split_rating, standardise, swap_item, verdict_scores)
 from minirlhf.tokenizer import CharTokenizer
 
 TASK = make_task("reviews")
@@ -77,9 +78,9 @@ def test_verdict_and_labels_by_hand():
     pairs = [Comparison("the pizza was", (" a", " b")), Comparison("my car was", (" c", " d"))]
     labelled = ai_label(pairs, v)
     assert labelled[0].ranking == (" b", " a") and labelled[1].ranking == (" c", " d")
-    # A ranking of three is sorted best first; a tie keeps the given order.
+    # A ranking of three is sorted best first (the tie below it goes by the coin).
     three = ai_label([Comparison("x", (" a", " b", " c"))], np.array([0.0, 1.0, 0.0]))
-    assert three[0].ranking == (" b", " a", " c")
+    assert three[0].ranking[0] == " b" and set(three[0].ranking[1:]) == {" a", " c"}
     assert np.array_equal(standardise(np.ones(3)), np.zeros(3))
     with pytest.raises(ValueError, match="no scores for probe"):
         verdict_scores({"pleased": scores["pleased"]}, c)
@@ -109,8 +110,20 @@ def test_agreement_report_by_hand():
     assert r["pairs"] == 4
     assert r["human_gold_agreement"] == pytest.approx(1 / 3)
     assert r["ai_gold_agreement"] == pytest.approx(2 / 3)  # the verdict follows "pleased"
-    assert r["ai_human_agreement"] == pytest.approx(2 / 4)  # pairs 1 and 4 put first first
+    assert r["ai_human_agreement"] == pytest.approx(2 / 4)  # pairs 1 and 3 put first first
     assert r["principle_gold_agreement"] == {"p": pytest.approx(2 / 3), "f": pytest.approx(1 / 3)}
+    # A tied verdict counts half, as the coin ai_label flips for it: pair 1 tied.
+    tied = {"pleased": np.array([2, 2, 1, 2, 4, 3, 0, 1.0])}
+    r = agreement_report(TASK, human, tied, (Principle("p", "pleased", 1.0),))
+    assert r["ai_gold_agreement"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert r["ai_human_agreement"] == pytest.approx((0.5 + 0 + 1 + 0) / 4)
+
+
+def test_ties_are_broken_by_a_coin_not_by_the_given_order():
+    pairs = [Comparison(f"p{i}", (" a", " b")) for i in range(200)]
+    firsts = [c.ranking[0] for c in ai_label(pairs, np.zeros(400), seed=0)]
+    assert 70 < firsts.count(" a") < 130  # about half kept, half swapped
+    assert ai_label(pairs, np.zeros(400), seed=0) == ai_label(pairs, np.zeros(400), seed=0)
 
 
 # --- the judge's probes against the model, by hand ------------------------------------------
@@ -122,6 +135,17 @@ def judge():
     g, p = init_model(ModelConfig(vocab_size=tok.vocab_size, max_len=64, d_model=32,
                                   n_heads=2, n_layers=1), jax.random.key(3))
     return tok, g, p
+
+
+def test_completions_the_judge_cannot_read_whole_are_refused_by_line():
+    comps = [Comparison("my car was", (" fine.", " bad.")),
+             Comparison("my car was", (" fine.", " " + "very " * 10 + "good."))]
+    # BOS + "my car was" (10) + 56 + EOS = 68; "car" -> "coffee" adds 3 for on_item.
+    check_lengths(comps, TASK, 68, alternatives=0)
+    with pytest.raises(ValueError, match=r"f.jsonl, line 2: completion ' very .* needs 71"):
+        check_lengths(comps, TASK, 68, alternatives=3, source="f.jsonl")
+    with pytest.raises(ValueError, match="line 2: .* needs 68 positions .* max_len=67"):
+        check_lengths(comps, TASK, 67, alternatives=0)
 
 
 def _logsoftmax(g, p, tok, text, eos=False):
@@ -177,34 +201,53 @@ def rlaif_run(tiny_pipeline):
     """The session's tiny pipeline run again with the RLAIF stages: only they run."""
     code, out, _ = tiny_pipeline
     assert code == 0
+    plain = ["pipeline", "--preset", "tiny", "--out", str(out), "--pretrain.steps", "20"]
+    # Without RLAIF, DPO is the last stage: stopping after it still writes the summary.
+    (out / "summary.json").unlink()
+    facts = {"stop_after_dpo": main(plain + ["--stop_after", "dpo"]),
+             "summary_after_dpo": (out / "summary.json").exists()}
     before = (out / "ppo" / "metrics.jsonl").read_text()
-    argv = ["pipeline", "--preset", "tiny", "--out", str(out), "--pretrain.steps", "20",
-            "--rlaif_stage", "true"]
-    first = main(argv + ["--stop_after", "ai_preferences"])
-    facts = {"first": first, "ai_reward_after_stop": (out / "ai_reward").exists(),
-             "ppo_unchanged": (out / "ppo" / "metrics.jsonl").read_text() == before}
+    argv = plain + ["--rlaif_stage", "true"]
+    facts["first"] = main(argv + ["--stop_after", "ai_preferences"])
+    ai_file = out / "ai_preferences" / "comparisons.jsonl"
+    facts.update(ai_reward_after_stop=(out / "ai_reward").exists(), labels=ai_file.read_text(),
+                 judge=(out / "judge" / "metrics.jsonl").read_text())
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = main(argv)
-    return code, out, {**facts, "printed": printed.getvalue()}
+    facts.update(ppo_unchanged=(out / "ppo" / "metrics.jsonl").read_text() == before,
+                 labels_unchanged=ai_file.read_text() == facts["labels"],
+                 judge_unchanged=(out / "judge" / "metrics.jsonl").read_text() == facts["judge"],
+                 printed=printed.getvalue(), argv=argv)
+    return code, out, facts
 
 
 def test_pipeline_rlaif_stage_adds_a_row_and_resumes(rlaif_run):
     code, out, facts = rlaif_run
+    assert facts["stop_after_dpo"] == 0 and facts["summary_after_dpo"]
     assert code == 0 and facts["first"] == 0 and not facts["ai_reward_after_stop"]
-    assert facts["ppo_unchanged"]  # the finished stages were skipped, not redone
+    # The finished stages were skipped, not redone: PPO, the judge, the labels.
+    assert facts["ppo_unchanged"] and facts["judge_unchanged"] and facts["labels_unchanged"]
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["rlhf"]["rlaif"]) >= {"gold", "score", "kl", "rating"}
     assert "rlaif" in summary["rlhf_samples"][0]
     labels = summary["rlaif"]["labels"]
-    assert 0 <= labels["ai_gold_agreement"] <= 1 and len(labels["principle_gold_agreement"]) == 4
-    # The AI file holds the human file's comparisons, each possibly re-ordered.
+    assert len(labels["principle_gold_agreement"]) == 4
+    # The AI file holds the human file's comparisons, each possibly re-ordered, and the
+    # report's figures are those of the two files.
     human = load_preferences(out / "preferences" / "comparisons.jsonl")
     ai = load_preferences(out / "ai_preferences" / "comparisons.jsonl")
     assert [(c.prompt, sorted(c.ranking)) for c in human] == \
            [(c.prompt, sorted(c.ranking)) for c in ai]
     assert labels["ai_human_agreement"] == pytest.approx(
         np.mean([a.ranking == h.ranking for a, h in zip(ai, human)]))
+    gold = np.array([[TASK.gold_reward(t) for t in c.ranking] for c in ai])
+    decided = gold[:, 0] != gold[:, 1]
+    assert labels["ai_gold_agreement"] == pytest.approx(np.mean((gold[:, 0] > gold[:, 1])[decided]))
+    # Labelling again from scratch (its summary gone, as if interrupted) gives the same file.
+    (out / "ai_preferences" / "summary.json").unlink()
+    assert main(facts["argv"] + ["--stop_after", "ai_preferences"]) == 0
+    assert (out / "ai_preferences" / "comparisons.jsonl").read_text() == facts["labels"]
     report = json.loads((out / "ai_preferences" / "summary.json").read_text())
     assert [p["probe"] for p in report["constitution"]] == list(PROBES)
     printed = facts["printed"]
@@ -220,7 +263,15 @@ def test_ai_label_command(rlaif_run, tmp_path, capsys):
                  "--out", str(tmp_path / "ai.jsonl"), "--constitution", str(mine)]) == 0
     printed = capsys.readouterr().out
     assert "re-labelled by the judge" in printed and "Prefer the happier review." in printed
-    assert len(load_preferences(tmp_path / "ai.jsonl")) == len(load_preferences(prefs))
+    human, ai = load_preferences(prefs), load_preferences(tmp_path / "ai.jsonl")
+    same = np.mean([a.ranking == h.ranking for a, h in zip(ai, human)])
+    assert 0 < same < 1 and f"agree on {same:.1%}" in printed
+    # The judge's chosen completion is the one its "pleased" probe scores higher.
+    g, p, tok, meta = load_model(out / "judge")
+    score = probe_scores(g, p, tok, TASK, [c.prompt for c in ai for _ in c.ranking],
+                         [t for c in ai for t in c.ranking], ("pleased",),
+                         max_len=meta["model"]["max_len"])["pleased"]
+    assert np.all(score[0::2] >= score[1::2])
     mine.write_text("principle: Prefer the happier review.\nprobe: happiness\nweight: 1\n")
     assert main(["ai-label", "--judge", str(out / "judge"), "--preferences", prefs,
                  "--out", str(tmp_path / "bad.jsonl"), "--constitution", str(mine)]) == 2
@@ -258,3 +309,11 @@ def test_a_bad_constitution_is_refused_before_the_pipeline_starts(tmp_path):
     with pytest.raises(ValueError, match=r"c.txt, line 2: unknown probe 'kindness'"):
         run_pipeline(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_labels_made_with_another_constitution_are_not_reused(rlaif_run, tmp_path, capsys):
+    _, out, facts = rlaif_run
+    mine = tmp_path / "c.txt"
+    mine.write_text("principle: Prefer the happier review.\nprobe: pleased\nweight: 1\n")
+    assert main(facts["argv"] + ["--rlaif.constitution", str(mine)]) == 2
+    assert "labels made with another constitution" in capsys.readouterr().err
