@@ -399,7 +399,12 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, echo=print,
         f"  ppo:        {s['ppo']!r}\n" + "".join(f"  {name + ':':<11} {s[name]!r}\n"
                                                 for name in others)
         for s in summary["rlhf_samples"]))
-    plot_kl_gold(summary["rlhf"], ppo_history, out / "kl_gold.png")
+    paths = {}
+    if rlaif is not None:  # RLAIF is PPO too: its held-out path, beside PPO's
+        paths["RLAIF, through training"] = path[:1] + [
+            (r["eval_kl"], r["eval_gold"]) for r in read_metrics(out / "rlaif" / "metrics.jsonl")
+            if "eval_gold" in r]
+    plot_kl_gold(summary["rlhf"], ppo_history, out / "kl_gold.png", paths)
     echo(format_summary(summary, cfg.show, out))
     return summary
 
@@ -408,7 +413,7 @@ def plot_kl_gold(rl: dict, ppo_history: list[dict], path: str | Path,
                  paths: dict[str, list[tuple[float, float]]] | None = None) -> None:
     """Every policy of the pipeline in the (KL to SFT, gold) plane, the plane in which RLHF
     methods are compared (Gao et al. 2023): best-of-n as a curve over n (its KL by formula),
-    PPO's path through training (its held-out evaluations), GRPO and DPO where they ended,
+    PPO's path through training (its held-out evaluations), GRPO, DPO and RLAIF where they ended,
     and any further `paths` ({label: [(kl, gold), ...]}, e.g. DPO runs through training)."""
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
@@ -425,7 +430,7 @@ def plot_kl_gold(rl: dict, ppo_history: list[dict], path: str | Path,
             label="PPO, through training")
     ax.plot(rl["sft"]["kl"], rl["sft"]["gold"], "k*", ms=12, label="SFT")
     for key, name, style in (("grpo", "GRPO", "C2D"), ("dpo", "DPO", "C3^"),
-                             ("rlaif", "RLAIF (PPO, AI labels)", "C5P")):
+                             ("rlaif", "RLAIF (PPO, AI labels)", "C4P")):
         if key in rl:
             ax.plot(rl[key]["kl"], rl[key]["gold"], style, ms=9, label=name)
     for i, (label, points) in enumerate((paths or {}).items()):
