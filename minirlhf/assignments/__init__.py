@@ -17,9 +17,15 @@ lines and keeps the reference, so later assignments never need a student's earli
     minirlhf assignment grade NAME --submission DIR [--results results.json]
     minirlhf assignment validate [NAME]
 
+How a grading run keeps the submission away from the tests and the score: grader.py (and
+the threat model in lectures/README.md). How `validate` knows the tests catch mistakes:
+mutants.py and validation.py.
+
 The graded tests live next to this file, in `graded/`: `<name>_public.py` (copied to the
 student's folder) and `<name>_hidden.py` (never). Each test is named `test_<part>__<what>`,
-which is how scores add up per part.
+which is how scores add up per part, and reaches the student's code only through its `sub`
+fixture (`sub.losses.grpo_loss(...)`, `sub.run(probe, ...)`): under the grader those calls
+run in another process, and only their inputs and outputs cross (protocol.py).
 
 Why not nbgrader or otter-grader (both installable here): each takes a *notebook* as the
 assignment. nbgrader's ClearSolutions preprocessor clears every marked region of every
@@ -71,6 +77,17 @@ class WrongSolution:
 
 
 @dataclass(frozen=True)
+class CorrectSolution:
+    """A differently-written right answer (a loop for a vectorised reference, say): `old`
+    replaced by `new` inside one part's region. `validate` checks it gets full marks."""
+
+    part: str
+    description: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
 class Assignment:
     name: str
     title: str
@@ -78,6 +95,11 @@ class Assignment:
     """The lecture its handout notebook is made from (lectures/<lecture>.ipynb)."""
     parts: tuple[Part, ...]
     wrong: tuple[WrongSolution, ...] = field(default=())
+    """Hand-written plausible mistakes, each of which must lose points on its part."""
+    correct: tuple[CorrectSolution, ...] = field(default=())
+    equivalent: tuple[tuple[str, str], ...] = field(default=())
+    """("<part>: <mutant description>", why no test can kill it): the generated mutants
+    (mutants.py) that cannot change any result, which validate leaves out."""
 
     @property
     def public_tests(self) -> Path:
@@ -138,6 +160,34 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
             WrongSolution("top_p", "drops the token that crosses the threshold",
                           "mass_before = jnp.cumsum(probs, axis=-1) - probs",
                           "mass_before = jnp.cumsum(probs, axis=-1)"),
+            WrongSolution("top_p", "nucleus from the probabilities before top-k",
+                          "probs = jax.nn.softmax(sorted_x, axis=-1)",
+                          "probs = jax.nn.softmax(jnp.sort(logits.astype(jnp.float32) / "
+                          "max(cfg.temperature, 1e-6), axis=-1)[..., ::-1], axis=-1)"),
+        ),
+        correct=(
+            CorrectSolution("top_p", "descending order by sorting the negated logits",
+                            "sorted_x = jnp.sort(x, axis=-1)[..., ::-1]  # (B, V) descending",
+                            "sorted_x = -jnp.sort(-x, axis=-1)"),
+            CorrectSolution("causal_mask", "the mask from comparing position indices",
+                            "causal = jnp.tril(jnp.ones((T, T), bool))",
+                            "causal = jnp.arange(T)[None, :] <= jnp.arange(T)[:, None]"),
+        ),
+        equivalent=(
+            ("causal_mask: UOD 1:15: `-1` -> `(1)`",
+             "the mask is (B, T): mask.shape[1] is mask.shape[-1]"),
+            ("kv_cache: CRP 3:57: `0` -> `1`",
+             "dynamic_update_slice clamps the start so that the (B, T) update fits the "
+             "(B, S) cache: any batch start is 0"),
+            ("kv_cache: CRP 3:57: `0` -> `-1`", "the same clamp"),
+            ("top_p: KWD 2:8: `jax.nn.softmax(sorted_x, axis=-1)` -> `jax.nn.softmax(sorted_x)`",
+             "axis=-1 is softmax's default"),
+            ("top_p: KWD 1:11: `jnp.sort(x, axis=-1)` -> `jnp.sort(x)`",
+             "axis=-1 is jnp.sort's default"),
+            ("top_p: UOD 1:28: `-1` -> `(1)`", "logits are (B, V): axis 1 is axis -1"),
+            ("top_p: UOD 2:38: `-1` -> `(1)`", "logits are (B, V): axis 1 is axis -1"),
+            ("top_p: UOD 3:37: `-1` -> `(1)`", "logits are (B, V): axis 1 is axis -1"),
+            ("top_p: UOD 5:58: `-1` -> `(1)`", "logits are (B, V): axis 1 is axis -1"),
         )),
     Assignment(
         "policy_gradients", "2. Policy gradients and PPO",
@@ -274,7 +324,8 @@ def get_assignment(name: str) -> Assignment:
 
 
 from minirlhf.assignments.builder import make, stub_source  # noqa: E402
-from minirlhf.assignments.grader import grade, validate  # noqa: E402
+from minirlhf.assignments.grader import grade  # noqa: E402
+from minirlhf.assignments.validation import validate  # noqa: E402
 
-__all__ = ["ASSIGNMENTS", "Assignment", "Part", "WrongSolution", "get_assignment", "make",
-           "stub_source", "grade", "validate"]
+__all__ = ["ASSIGNMENTS", "Assignment", "CorrectSolution", "Part", "WrongSolution",
+           "get_assignment", "make", "stub_source", "grade", "validate"]

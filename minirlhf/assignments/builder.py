@@ -186,6 +186,19 @@ grader runs `minirlhf assignment grade {name} --submission DIR`, where DIR conta
 scores zero for its part.
 """
 
+_CONFTEST = '''"""The `sub` fixture of the public tests: your package, called the way the grader calls
+it (under the grader the calls run in a separate process; here they are direct, so a
+failure shows its whole traceback)."""
+
+import pytest
+from _grading import LocalSubmission
+
+
+@pytest.fixture(scope="session")
+def sub():
+    return LocalSubmission()
+'''
+
 _PYPROJECT = """[build-system]
 requires = ["setuptools>=68", "wheel"]
 build-backend = "setuptools.build_meta"
@@ -235,6 +248,9 @@ def make(name: str, out: str | Path, execute: bool = True) -> Path:
     nbformat.write(notebook, out / f"{a.lecture}.ipynb")
     (out / "tests").mkdir(exist_ok=True)
     shutil.copyfile(a.public_tests, out / "tests" / f"test_{name}.py")
+    # The tests call the package through `sub`, as under the grader (protocol.py).
+    shutil.copyfile(Path(__file__).parent / "protocol.py", out / "tests" / "_grading.py")
+    (out / "tests" / "conftest.py").write_text(_CONFTEST)
     rows = "\n".join(
         f"| {p.name} | {p.points:g} | {p.title} | "
         + (f"`minirlhf/{p.module}`: `{p.function}`" if p.function else "(uses the parts above)")

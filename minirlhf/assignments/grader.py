@@ -1,40 +1,49 @@
 """The autograder: run an assignment's graded tests against a submission, score per part.
 
-    grade(name, submission_dir, results_path)   one pytest subprocess, results.json
-    validate(name)                              reference full marks, stubs zero, wrong
-                                                solutions marked down
+    grade(name, submission_dir, results_path)   the score table, Gradescope's results.json
+    validate(name)                              reference full marks, stubs zero, every
+                                                registered wrong solution and mutant killed
 
-A grading run is one fresh `python -m pytest` process (JAX's import costs seconds, so not
-one per test) in a temporary folder holding the public and hidden tests, with the
-submission first on PYTHONPATH, pytest-timeout's limit per test, no cache and no xdist.
-Scores come from its JUnit XML report. A test that is missing from the report (its file
-did not import) or a run that hangs as a whole counts as failed, with the reason as its
-output: the grader itself never crashes on a bad submission.
+Who runs what (the threat model is in lectures/README.md, "What the grader protects"):
+
+* The graded tests run in a process of the grader's (`runner.py`), from a private copy of
+  the test files (0700). The submission's code runs in another process, the worker
+  (`protocol.py`), which receives only the inputs of each call and sends back only its
+  outputs: the tests, their reference values and the score never enter it.
+* When the grader is root (a Gradescope container), the worker becomes `nobody` in a mount
+  namespace in which the reference package and the grader's private folders are empty
+  (`isolation.py`); it works on its own copy of the submission.
+* A test has a time limit; past it, or if the worker dies, the worker is killed, that test
+  fails with the reason, and the next test gets a fresh worker.
+* The test files are hashed before and after the run; a change voids the grade. Scores
+  come back on a pipe the worker never holds and are added up as fractions.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from minirlhf.assignments import GRADED_DIR, Assignment, get_assignment
-from minirlhf.assignments.builder import build_package, make
+from minirlhf.assignments.builder import build_package, make, package_dir
 from minirlhf.assignments.handout import find_leaks
 
 TEST_TIMEOUT_S = 60
-"""pytest-timeout's limit per graded test (a test may ask for more with
-@pytest.mark.timeout)."""
-RUN_TIMEOUT_S = 900
-"""The limit of a whole grading run (a hang outside any test: at import, say)."""
+"""A graded test's time limit (a test may ask for more with @pytest.mark.timeout)."""
+SANDBOX_USER = "nobody"
+"""The user the submission runs as when the grader is root."""
 _OUTPUT_CHARS = 3000
 
 
@@ -46,6 +55,8 @@ class TestResult:
     passed: bool
     output: str
     hidden: bool
+    seconds: float = 0.0
+    """The test's time in the runner (calls into the submission included)."""
 
 
 def graded_tests(a: Assignment) -> list[tuple[str, str, bool]]:
@@ -77,75 +88,181 @@ def _check_submission(submission: Path) -> Path:
     return submission
 
 
-def _parse_junit(path: Path) -> tuple[dict[tuple[str, str], tuple[bool, str]], dict[str, str]]:
-    """{(file stem, function name): (passed, output)} and {file stem: collection error}."""
-    results: dict[tuple[str, str], tuple[bool, str]] = {}
-    file_errors: dict[str, str] = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        classname, name = case.get("classname", ""), case.get("name", "")
-        bad = [c for c in case if c.tag in ("failure", "error", "skipped")]
-        text = "\n".join(f"{c.get('message', '')}\n{c.text or ''}".strip() for c in bad)
-        if not classname:  # a file that did not collect: name is its path
-            file_errors[Path(name.replace(".", "/")).name] = text
-            continue
-        stem, func = classname.split(".")[-1], name.split("[", 1)[0]
-        ok, old = results.get((stem, func), (True, ""))
-        results[(stem, func)] = (ok and not bad, (old + "\n" + text).strip())
-    return results, file_errors
+def _digest(paths: list[Path]) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "missing"
+            for p in paths}
 
 
-def run_tests(a: Assignment, submission: Path | None, parts: list[str] | None = None,
-              timeout_s: int = TEST_TIMEOUT_S) -> list[TestResult]:
-    """Run the graded tests of `parts` (default all) in one fresh pytest process against
-    `submission` (a folder containing minirlhf/; None: the installed reference)."""
-    wanted = [t for t in graded_tests(a) if parts is None or part_of(a, t[1]) in parts]
-    with tempfile.TemporaryDirectory(prefix=f"grade-{a.name}-") as tmp:
-        tmp = Path(tmp)
-        for path in (a.public_tests, a.hidden_tests):
-            shutil.copyfile(path, tmp / f"test_{path.stem}.py")
-        shutil.copyfile(GRADED_DIR / "_conftest.py", tmp / "conftest.py")
-        (tmp / "pytest.ini").write_text("[pytest]\n")
-        env = dict(os.environ)
-        env["MINIRLHF_SUBMISSION"] = str(submission or "")
-        env.pop("PYTEST_ADDOPTS", None)
-        env.pop("PYTEST_XDIST_WORKER", None)
-        if submission is not None:
-            env["PYTHONPATH"] = os.pathsep.join(
-                [str(submission)] + [p for p in [env.get("PYTHONPATH")] if p])
-        report = tmp / "report.xml"
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
-               "no:xdist", "-p", "no:randomly", "-c", str(tmp / "pytest.ini"),
-               "--rootdir", str(tmp), f"--timeout={timeout_s}", f"--junitxml={report}",
-               "--continue-on-collection-errors", "-o", "junit_family=xunit1"]
-        if parts is not None:
-            cmd += ["-k", " or ".join(f"test_{p}__" for p in parts)]
-        try:
-            proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True,
-                                  timeout=RUN_TIMEOUT_S)
-            log = proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as err:
-            log = f"the grading run was stopped after {RUN_TIMEOUT_S} s (a hang?)\n" + \
-                  str(err.stdout or "")[-_OUTPUT_CHARS:]
-        results, file_errors = _parse_junit(report) if report.exists() else ({}, {})
-    out = []
-    for stem, func, hidden in wanted:
-        if (f"test_{stem}", func) in results:
-            passed, text = results[(f"test_{stem}", func)]
-        else:
-            err = file_errors.get(f"test_{stem}.py") or file_errors.get(f"test_{stem}")
-            passed, text = False, ("the test did not run: " + (err or log))
-        out.append(TestResult(part_of(a, func), func, stem, passed,
-                              text[-_OUTPUT_CHARS:], hidden))
+def _sandbox_copy(submission: Path, dest: Path, user: str | None) -> Path:
+    """dest/minirlhf: the worker's own copy of the submission's package (links kept as
+    links, not followed), owned by the sandbox user when there is one."""
+    shutil.copytree(submission / "minirlhf", dest / "minirlhf", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    os.chmod(dest, 0o755)
+    if user is not None:
+        import pwd
+
+        pw = pwd.getpwnam(user)
+        for root, dirs, files in os.walk(dest):
+            for name in [root] + [os.path.join(root, x) for x in dirs + files]:
+                os.lchown(name, pw.pw_uid, pw.pw_gid)
+    return dest
+
+
+def _sandbox_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam(SANDBOX_USER)
+    except KeyError:
+        return None
+    return SANDBOX_USER
+
+
+@dataclass(frozen=True)
+class Job:
+    label: str
+    submission: Path
+    parts: list[str] | None = None
+    exitfirst: bool = False
+    mutation: dict | None = None
+    """validate's edit of the submission's code, {"module", "qualname", "source"}: jobs
+    with one share a worker (protocol.mutate)."""
+
+
+def run_jobs(a: Assignment, jobs: list[Job], timeout_s: int = TEST_TIMEOUT_S,
+             parallel: int = 1) -> dict[str, tuple[list[TestResult], list[str]]]:
+    """Run the graded tests of each job (its parts, default all) against its submission:
+    {label: (results, isolation)}. Jobs go to `parallel` runner processes."""
+    groups = [jobs[i::max(1, parallel)] for i in range(max(1, parallel))]
+    # Parsed here, once: CPython 3.11's ast.parse is not safe in several threads at once.
+    wanted = graded_tests(a)
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        outs = list(pool.map(lambda g: _run_group(a, g, wanted, timeout_s),
+                             [g for g in groups if g]))
+    return {k: v for out in outs for k, v in out.items()}
+
+
+def _run_group(a: Assignment, jobs: list[Job], wanted: list, timeout_s: int) -> dict:
+    user = _sandbox_user()
+    sources = [a.public_tests, a.hidden_tests]
+    before = _digest(sources)
+    with tempfile.TemporaryDirectory(prefix=f"grade-{a.name}-") as private, \
+            tempfile.TemporaryDirectory(prefix=f"submission-{a.name}-") as work:
+        private, work = Path(private), Path(work)
+        os.chmod(private, 0o700)
+        os.chmod(work, 0o755)
+        files = []
+        for path in sources:
+            dst = private / f"test_{path.stem}.py"
+            shutil.copyfile(path, dst)
+            files.append(dst)
+        (private / "pytest.ini").write_text("[pytest]\n")
+        copies_before = _digest(files)
+        specs, copies = [], {}
+        for i, job in enumerate(jobs):
+            if job.submission not in copies:
+                copies[job.submission] = _sandbox_copy(job.submission, work / str(i), user)
+            specs.append({"label": job.label, "index": i,
+                          "submission": str(copies[job.submission]),
+                          "files": [str(f) for f in files], "parts": job.parts,
+                          "exitfirst": job.exitfirst, "timeout_s": timeout_s,
+                          "mutation": job.mutation})
+        isolation = {"user": user, "hide": [str(package_dir()), str(private),
+                                            str(GRADED_DIR)]}
+        (private / "spec.json").write_text(json.dumps({"jobs": specs, "isolation": isolation}))
+        limit = 300 + len(jobs) * len(wanted) * (timeout_s + 5)
+        report, log = _run_runner(private, limit)
+        changed = [p for p, h in {**_digest(sources), **_digest(files)}.items()
+                   if h != {**before, **copies_before}[p]]
+    out = {}
+    for job in jobs:
+        got = report.get(job.label) if report else None
+        results = []
+        for stem, func, hidden in wanted:
+            seconds = 0.0
+            part = part_of(a, func)
+            if job.parts is not None and part not in job.parts:
+                continue
+            if changed:
+                passed, text = False, ("the graded tests changed while the submission ran ("
+                                       + ", ".join(Path(p).name for p in changed)
+                                       + "): this grade is void")
+            elif got is None:
+                passed, text = False, "the grading run failed: " + log[-_OUTPUT_CHARS:]
+            elif f"test_{stem}::{func}" in got["results"]:
+                passed, text, seconds = got["results"][f"test_{stem}::{func}"]
+            elif f"test_{stem}" in got["file_errors"]:
+                passed, text = False, "the test file did not load: " + \
+                    got["file_errors"][f"test_{stem}"]
+            else:
+                passed, text = False, ("not run: an earlier test of this run failed first"
+                                       if job.exitfirst else "the test did not run")
+            if hidden and not passed:  # what failed, not the hidden test's code
+                text = reason(text)
+            results.append(TestResult(part, func, stem, bool(passed), text[-_OUTPUT_CHARS:],
+                                      hidden, seconds))
+        out[job.label] = (results, (got or {}).get("isolation") or ["none", ""])
     return out
 
 
-def score(a: Assignment, results: list[TestResult]) -> dict[str, float]:
-    """{part: points earned}: a part's points shared equally among its tests."""
+def _run_runner(private: Path, limit_s: float) -> tuple[dict | None, str]:
+    """Start runner.py on private/spec.json; its JSON report (None if it failed) and log."""
+    read_fd, write_fd = os.pipe()
+    log_path = private / "runner.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "minirlhf.assignments.runner",
+                                 str(private / "spec.json"), str(write_fd)],
+                                pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=env, cwd=private)
+    os.close(write_fd)
+    chunks, deadline = [], time.monotonic() + limit_s
+    try:
+        while True:
+            if not select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                proc.kill()
+                break
+            chunk = os.read(read_fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    text = log_path.read_text(errors="replace")
+    data = b"".join(chunks)
+    try:
+        return json.loads(data[8:].decode()), text
+    except ValueError:
+        return None, f"the runner {('exited with code ' + str(proc.returncode))}\n" + text
+
+
+def run_tests(a: Assignment, submission: Path, parts: list[str] | None = None,
+              timeout_s: int = TEST_TIMEOUT_S) -> tuple[list[TestResult], list[str]]:
+    """The graded tests of `parts` (default all) against `submission` (a folder containing
+    minirlhf/): their results and the isolation the worker had."""
+    return run_jobs(a, [Job("submission", Path(submission), parts)], timeout_s)["submission"]
+
+
+def score(a: Assignment, results: list[TestResult]) -> dict[str, Fraction]:
+    """{part: points earned}: a part's points shared equally among its tests (exact)."""
     by_part: dict[str, list[TestResult]] = {}
     for r in results:
         by_part.setdefault(r.part, []).append(r)
-    return {p: p_obj.points * sum(r.passed for r in rs) / len(rs)
-            for p, rs in by_part.items() for p_obj in [a.part(p)]}
+    return {p: Fraction(a.part(p).points) * sum(r.passed for r in rs) / len(rs)
+            for p, rs in by_part.items()}
+
+
+def _number(x: Fraction) -> int | float:
+    """An integer where it is one (10, not 9.9999), else 4 decimals."""
+    return int(x) if x.denominator == 1 else round(float(x), 4)
 
 
 def gradescope_json(a: Assignment, results: list[TestResult]) -> dict:
@@ -155,105 +272,65 @@ def gradescope_json(a: Assignment, results: list[TestResult]) -> dict:
         counts[r.part] = counts.get(r.part, 0) + 1
     tests = []
     for r in results:
-        max_score = a.part(r.part).points / counts[r.part]
+        max_score = Fraction(a.part(r.part).points) / counts[r.part]
         tests.append({"name": f"{r.part}: {r.name}" + (" (hidden)" if r.hidden else ""),
-                      "score": round(max_score if r.passed else 0.0, 4),
-                      "max_score": round(max_score, 4),
+                      "score": _number(max_score if r.passed else Fraction(0)),
+                      "max_score": _number(max_score),
                       "output": "passed" if r.passed else r.output,
                       "visibility": "after_due_date" if r.hidden else "visible"})
     per_part = score(a, results)
-    return {"score": round(sum(per_part.values()), 4), "tests": tests,
-            "output": f"{a.title}: " + ", ".join(f"{p} {s:g}/{a.part(p).points:g}"
+    return {"score": _number(sum(per_part.values(), Fraction(0))), "tests": tests,
+            "output": f"{a.title}: " + ", ".join(f"{p} {_number(s)}/{a.part(p).points:g}"
                                                 for p, s in per_part.items())}
 
 
-def format_table(a: Assignment, per_part: dict[str, float]) -> str:
+def format_table(a: Assignment, per_part: dict[str, Fraction]) -> str:
     rows = [f"{'part':<20} {'score':>6} {'max':>5}  what"]
     for p in a.parts:
         if p.name in per_part:
-            rows.append(f"{p.name:<20} {per_part[p.name]:>6.2f} {p.points:>5g}  {p.title}")
-    rows.append(f"{'total':<20} {sum(per_part.values()):>6.2f} "
+            rows.append(f"{p.name:<20} {_number(per_part[p.name]):>6g} {p.points:>5g}  "
+                        f"{p.title}")
+    rows.append(f"{'total':<20} {_number(sum(per_part.values(), Fraction(0))):>6g} "
                 f"{sum(a.part(p).points for p in per_part):>5g}")
     return "\n".join(rows)
 
 
-def grade(name: str, submission_dir: str | Path | None,
+def grade(name: str, submission_dir: str | Path,
           results_path: str | Path | None = None, parts: list[str] | None = None,
           verbose: bool = True, timeout_s: int = TEST_TIMEOUT_S) -> dict:
-    """Grade `submission_dir` (a folder containing minirlhf/; None grades the installed
-    reference) on assignment `name`. Writes Gradescope's results.json to `results_path` if
-    given, prints the per-part table if `verbose`, and returns the results.json dict with
-    "parts": {part: points earned} added."""
+    """Grade `submission_dir` (a folder containing minirlhf/) on assignment `name`. Writes
+    Gradescope's results.json to `results_path` if given, prints the per-part table if
+    `verbose`, and returns the results.json dict with "parts": {part: points earned} and
+    "isolation": [level, why not more] added."""
     a = get_assignment(name)
-    submission = None if submission_dir is None else _check_submission(Path(submission_dir))
-    results = run_tests(a, submission, parts, timeout_s)
+    submission = _check_submission(Path(submission_dir))
+    results, isolation = run_tests(a, submission, parts, timeout_s)
     out = gradescope_json(a, results)
     if results_path is not None:
         Path(results_path).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(str(results_path) + ".tmp")
         tmp.write_text(json.dumps(out, indent=2))
         tmp.replace(results_path)  # atomic: never a half-written results.json
-    out["parts"] = score(a, results)
+    out["parts"] = {p: _number(s) for p, s in score(a, results).items()}
+    out["isolation"] = isolation
     if verbose:
         for r in results:
             if not r.passed:
-                print(f"FAILED {r.part}: {r.name}: {_reason(r.output)[:160]}")
-        print(format_table(a, out["parts"]))
+                print(f"FAILED {r.part}: {r.name}: {reason(r.output)[:200]}")
+        print(format_table(a, score(a, results)))
+        print(f"isolation: {isolation[0]}" + (f" ({isolation[1]})" if isolation[1] else ""))
     return out
 
 
-def _reason(output: str) -> str:
-    """The line of a pytest failure that says what went wrong: its last `E   ...` line (the
-    exception and its message), else the last non-empty line."""
+def reason(output: str) -> str:
+    """The line of a failure that says what went wrong: the submission's exception, time-out
+    or exit (a SubmissionError's message), else the last `E   ...` line of pytest's report,
+    else the last non-empty line."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     errors = [line[1:].strip() for line in lines if line.startswith("E ")
               and not line[1:].strip().startswith(("-", "For simplicity"))]
+    for line in errors:
+        for kind in ("SubmissionRaised", "SubmissionTimeout", "SubmissionDied"):
+            if kind in line:
+                return line.split(":", 1)[-1].strip() if ":" in line else line
     return errors[-1] if errors else (lines[-1] if lines else "")
-
-
-def validate(name: str, jobs: int = 2, verbose: bool = True) -> dict:
-    """nbgrader-style validation of assignment `name`: the student's folder holds no line
-    of the answers (`find_leaks`), the reference scores full marks, the untouched student
-    version zero on every part, and each registered wrong solution loses points on its
-    part. Grading runs go `jobs` at a time. Raises AssertionError
-    naming the part when any of this fails; returns {run: {part: points}}."""
-    a = get_assignment(name)
-    with tempfile.TemporaryDirectory(prefix=f"validate-{name}-") as tmp:
-        tmp = Path(tmp)
-        runs: dict[str, tuple[Path | None, list[str] | None]] = {"reference": (None, None)}
-        make(name, tmp / "student", execute=False)
-        leaks = find_leaks(tmp / "student", a)
-        runs["student"] = (tmp / "student", None)
-        for i, w in enumerate(a.wrong):
-            p = a.part(w.part)
-            sub = tmp / f"wrong{i}"
-            build_package(sub, {}, {p.module: {p.function: (w.old, w.new)}})
-            runs[f"wrong: {w.part}: {w.description}"] = (sub, [w.part])
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {k: pool.submit(run_tests, a, sub, parts) for k, (sub, parts) in
-                       runs.items()}
-            scores = {k: score(a, f.result()) for k, f in futures.items()}
-            failures = {k: [r for r in f.result() if not r.passed] for k, f in
-                        futures.items()}
-    problems = [f"an answer line is in the student's folder: {x}" for x in leaks]
-    for p in a.parts:
-        if scores["reference"].get(p.name) != p.points:
-            why = "; ".join(f"{r.name}: {r.output.strip()[:300]}"
-                            for r in failures["reference"] if r.part == p.name)
-            problems.append(f"part {p.name!r}: the reference scores "
-                            f"{scores['reference'].get(p.name)} of {p.points:g} ({why})")
-        if scores["student"].get(p.name) != 0:
-            problems.append(f"part {p.name!r}: the untouched student version scores "
-                            f"{scores['student'].get(p.name)}, expected 0")
-    for w in a.wrong:
-        got = scores[f"wrong: {w.part}: {w.description}"].get(w.part)
-        if got is None or got >= a.part(w.part).points:
-            problems.append(f"part {w.part!r}: the wrong solution '{w.description}' "
-                            f"scores full marks ({got}); the graded tests miss it")
-    if verbose:
-        for k, s in scores.items():
-            print(f"{name:<18} {k:<60} " + ", ".join(f"{p} {v:.2f}" for p, v in s.items()))
-    if problems:
-        raise AssertionError(f"assignment {name!r} does not validate:\n  "
-                             + "\n  ".join(problems))
-    return scores
