@@ -214,6 +214,41 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
                           "return jnp.minimum(", "return jnp.maximum("),
             WrongSolution("clipped_surrogate", "ratio the wrong way up",
                           "jnp.exp(logp - old_logp)", "jnp.exp(old_logp - logp)"),
+            WrongSolution("clipped_surrogate", "eps_high ignored (one epsilon for both)",
+                          "1.0 + high)", "1.0 + clip_eps)"),
+            WrongSolution("clipped_surrogate", "clips rho A instead of rho",
+                          "jnp.clip(ratio, 1.0 - clip_eps, 1.0 + high) * advantages",
+                          "jnp.clip(ratio * advantages, 1.0 - clip_eps, 1.0 + high)"),
+        ),
+        correct=(
+            CorrectSolution("gae", "a Python loop over time instead of jax.lax.scan",
+                            """    def step(carry: GAECarry, xs):
+        delta, nd = xs
+        advantage = delta + gamma * lam * nd * carry.advantage
+        return GAECarry(advantage), advantage
+
+    init = GAECarry(jnp.zeros(rewards.shape[1:], jnp.float32))
+    _, advantages = jax.lax.scan(step, init, (deltas, not_done), reverse=True)
+""", """    following, out = jnp.zeros(rewards.shape[1:], jnp.float32), []
+    for t in reversed(range(rewards.shape[0])):  # unrolled when traced
+        following = deltas[t] + gamma * lam * not_done[t] * following
+        out.append(following)
+    advantages = jnp.stack(out[::-1])
+"""),
+            CorrectSolution("clipped_surrogate", "the min written with jnp.where",
+                            "return jnp.minimum(ratio * advantages, jnp.clip(ratio, 1.0 - "
+                            "clip_eps, 1.0 + high) * advantages)",
+                            "a, b = ratio * advantages, jnp.clip(ratio, 1.0 - clip_eps, 1.0 + "
+                            "high) * advantages\n    return jnp.where(a <= b, a, b)"),
+        ),
+        equivalent=(
+            ("clipped_surrogate: ARG 3:7: `jnp.minimum(ratio * advantages, jnp.clip(ratio, "
+             "1.0 - cli...` -> `jnp.minimum(jnp.clip(ratio, 1.0 - clip_eps, 1.0 + high) *...`",
+             "the minimum is symmetric in its arguments"),
+            ("clipped_surrogate: ARG 3:39: `jnp.clip(ratio, 1.0 - clip_eps, 1.0 + high)` -> "
+             "`jnp.clip(1.0 - clip_eps, ratio, 1.0 + high)`",
+             "clip(x, a, b) = min(max(x, a), b), and max is symmetric: the same values and "
+             "gradients"),
         )),
     Assignment(
         "preferences", "3. Learning from preferences",
@@ -244,6 +279,36 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
             WrongSolution("last_token_score", "scores the last position, padding or not",
                           "h_last = out.hidden[jnp.arange(tokens.shape[0]), last]",
                           "h_last = out.hidden[:, -1]"),
+            WrongSolution("last_token_score", "last real token counted from the left padding",
+                          "last = last_real_index(mask)",
+                          "last = jnp.sum(mask, axis=1) - 1"),
+            WrongSolution("bradley_terry", "mean over all comparisons, masked ones as 0",
+                          "return masked_mean(nll, _mask(gap, mask))",
+                          "return jnp.mean(jnp.where(_mask(gap, mask), nll, 0.0))"),
+            WrongSolution("bradley_terry", "soft label on the wrong side",
+                          "nll = -(p * jax.nn.log_sigmoid(gap) + (1.0 - p) * "
+                          "jax.nn.log_sigmoid(-gap))",
+                          "nll = -((1.0 - p) * jax.nn.log_sigmoid(gap) + p * "
+                          "jax.nn.log_sigmoid(-gap))"),
+        ),
+        correct=(
+            CorrectSolution("ranking", "pairs by a Python double loop",
+                            "better, worse = ranking_pairs(rewards.shape[1])",
+                            "K = rewards.shape[1]\n    pairs = [(i, j) for i in range(K) for j "
+                            "in range(i + 1, K)]\n    better = jnp.asarray([i for i, _ in "
+                            "pairs])\n    worse = jnp.asarray([j for _, j in pairs])"),
+            CorrectSolution("bradley_terry", "softplus instead of log-sigmoid",
+                            "nll = -(p * jax.nn.log_sigmoid(gap) + (1.0 - p) * "
+                            "jax.nn.log_sigmoid(-gap))",
+                            "nll = p * jax.nn.softplus(-gap) + (1.0 - p) * "
+                            "jax.nn.softplus(gap)"),
+        ),
+        equivalent=(
+            ("last_token_score: CRP 3:48: `0` -> `1`",
+             "the score head has one output and JAX clamps an index past the end: [:, 1] "
+             "reads column 0"),
+            ("last_token_score: CRP 3:48: `0` -> `-1`",
+             "the score head has one output: column -1 is column 0"),
         )),
     Assignment(
         "rlhf", "4. RLHF with PPO on a language model",

@@ -112,7 +112,7 @@ def encode(header: dict, value=None) -> bytes:
     body["value"] = _tree_to_json(to_plain(value), arrays)
     buf = io.BytesIO()
     for a in arrays:
-        np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+        np.save(buf, a, allow_pickle=False)  # (not ascontiguousarray: it makes 0-d 1-d)
     head = json.dumps(body).encode()
     return struct.pack("<QQ", len(head), len(arrays)) + head + buf.getvalue()
 
