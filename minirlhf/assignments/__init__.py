@@ -343,6 +343,30 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
             WrongSolution("token_gae", "next value not shifted",
                           "jnp.concatenate([values[:, 1:], jnp.zeros_like(values[:, :1])], 1)",
                           "values"),
+            WrongSolution("kl_rewards", "the KL estimator argument ignored (always k1)",
+                          "kl_estimate(logprobs, ref_logprobs, kl_estimator)",
+                          "kl_estimate(logprobs, ref_logprobs)"),
+        ),
+        correct=(
+            CorrectSolution("kl_controller", "the clip written with min and max",
+                            "error = jnp.clip(kl / self.target - 1.0, -self.clip, self.clip)",
+                            "error = jnp.minimum(jnp.maximum(kl / self.target - 1.0, "
+                            "-self.clip), self.clip)"),
+            CorrectSolution("kl_rewards", "the score added by a one-hot of the last index",
+                            "at_end = jnp.arange(mask.shape[1])[None, :] == last[:, None]  "
+                            "# (B, N)",
+                            "at_end = jax.nn.one_hot(last, mask.shape[1], dtype=bool)"),
+        ),
+        equivalent=(
+            ("kl_controller: ARG 1:8: `jnp.clip(kl / self.target - 1.0, -self.clip, "
+             "self.clip)` -> `jnp.clip(-self.clip, kl / self.target - 1.0, self.clip)`",
+             "clip(x, a, b) = min(max(x, a), b), and max is symmetric"),
+            ("token_gae: MSK 1:9: `jnp.where(mask, values, 0.0)` -> `values`",
+             "the episode ends at the last real token (no bootstrap, the sum cut there) and "
+             "the result is masked: a value on the padding never reaches a real token"),
+            ("token_gae: CRP 1:33: `0.0` -> `1.0`", "the same: padding values never count"),
+            ("token_gae: IDX 2:71: `:1` -> `-1:`",
+             "zeros_like of another (B, 1) slice is the same zeros"),
         )),
     Assignment(
         "grpo", "5. GRPO",
