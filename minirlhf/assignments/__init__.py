@@ -387,6 +387,28 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
                           "std = jnp.std(r, axis=1, keepdims=True)"),
             WrongSolution("grpo_loss", "KL term added instead of subtracted",
                           "per_token - beta * kl_estimate", "per_token + beta * kl_estimate"),
+            WrongSolution("grpo_loss", "the aggregation options not passed on (defaults)",
+                          "aggregate(per_token, mask, aggregation, max_tokens, counts)",
+                          "aggregate(per_token, mask, \"sequence_mean\")"),
+            WrongSolution("grpo_loss", "the whole batch's counts not passed on",
+                          "aggregate(per_token, mask, aggregation, max_tokens, counts)",
+                          "aggregate(per_token, mask, aggregation, max_tokens)"),
+            WrongSolution("grpo_loss", "the separate upper clip dropped",
+                          "clip_eps, clip_eps_high)", "clip_eps)"),
+            WrongSolution("group_advantages", "flat only when exactly equal (float noise "
+                          "becomes +-1)",
+                          "return jnp.where(flat_groups(r, std_floor)[:, None], 0.0, adv)",
+                          "return jnp.where((jnp.max(r, 1) == jnp.min(r, 1))[:, None], 0.0, "
+                          "adv)"),
+        ),
+        correct=(
+            CorrectSolution("group_advantages", "RLOO from the leave-one-out mean itself",
+                            "adv = centred * G / (G - 1)",
+                            "adv = r - (jnp.sum(r, axis=1, keepdims=True) - r) / (G - 1)"),
+        ),
+        equivalent=(
+            ("group_advantages: ARG 5:20: `jnp.maximum(std, std_floor)` -> "
+             "`jnp.maximum(std_floor, std)`", "the maximum is symmetric"),
         )),
     Assignment(
         "trex", "6. T-REX: rewards from ranked demonstrations",
@@ -400,6 +422,23 @@ ASSIGNMENTS: dict[str, Assignment] = {a.name: a for a in (
             WrongSolution("snippet_loss", "ignores the snippet masks",
                           "jnp.sum(jnp.where(mask_a, step_rewards_a, 0.0), axis=-1)",
                           "jnp.sum(step_rewards_a, axis=-1)"),
+            WrongSolution("snippet_loss", "the label prob_a not passed on",
+                          "bradley_terry_loss(ret_a, ret_b, prob_a)",
+                          "bradley_terry_loss(ret_a, ret_b)"),
+            WrongSolution("snippet_loss", "mean per step instead of the sum",
+                          "jnp.sum(jnp.where(mask_b, step_rewards_b, 0.0), axis=-1)",
+                          "jnp.sum(jnp.where(mask_b, step_rewards_b, 0.0), axis=-1) / "
+                          "jnp.maximum(jnp.sum(mask_b, axis=-1), 1)"),
+        ),
+        correct=(
+            CorrectSolution("snippet_loss", "the masked sum as a product with the mask",
+                            "ret_a = jnp.sum(jnp.where(mask_a, step_rewards_a, 0.0), axis=-1)",
+                            "ret_a = jnp.einsum('bt,bt->b', step_rewards_a, "
+                            "mask_a.astype(step_rewards_a.dtype))"),
+        ),
+        equivalent=(
+            ("snippet_loss: UOD 1:61: `-1` -> `(1)`", "rewards are (B, T): axis 1 is axis -1"),
+            ("snippet_loss: UOD 2:61: `-1` -> `(1)`", "rewards are (B, T): axis 1 is axis -1"),
         )),
 )}
 
