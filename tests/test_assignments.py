@@ -4,15 +4,20 @@ full marks, the student version zero and each wrong solution less), and the CLI'
 
 import dataclasses
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import tomllib
+from fractions import Fraction
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from minirlhf.assignments import ASSIGNMENTS, grade, make, stub_source, validate
+from minirlhf.assignments import ASSIGNMENTS, GRADED_DIR, grade, grader, make, stub_source, validate
 from minirlhf.assignments.builder import build_package, package_dir, solution_regions
 from minirlhf.assignments.handout import find_leaks, handout_notebook, lecture_notebook, stub_cell
 from minirlhf.cli import main
@@ -139,9 +144,10 @@ def test_make_writes_importable_student_folders_without_answers(tmp_path):
         out = make(name, tmp_path / name, execute=False)
         files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
         assert f"tests/test_{name}.py" in files and "README.md" in files
-        assert [f for f in files if f.startswith("tests/")] == [f"tests/test_{name}.py"]
+        assert [f for f in files if f.startswith("tests/")] == sorted(
+            ["tests/_grading.py", "tests/conftest.py", f"tests/test_{name}.py"])
         assert not any(f.startswith("minirlhf/assignments/") or f.endswith(
-            ("_hidden.py", "/references.py", "conftest.py")) for f in files), files
+            ("_hidden.py", "/references.py")) for f in files), files
         assert f"{a.lecture}.ipynb" in files  # the handout
         text = "\n".join((out / f).read_text() for f in files
                          if f.endswith((".py", ".md", ".ipynb")))
@@ -244,40 +250,194 @@ def test_handout_runs_the_lecture_and_keeps_no_answer(tmp_path, monkeypatch):
         handout_notebook(missing, execute=False)
 
 
-def test_grader_gives_zero_with_a_message_for_broken_submissions(tmp_path):
-    # 1. A package that does not import: every part zero, the error in the output.
-    broken = tmp_path / "broken"
-    make("trex", broken, execute=False)
-    init = broken / "minirlhf" / "__init__.py"
-    init.write_text(init.read_text() + "\nraise ImportError('my typo')\n")
+def _with_code(dest, code, patches=None):
+    """A submission: the reference package (or `patches` of it) with `code` appended to
+    its minirlhf/__init__.py (run when the worker imports it, before any test)."""
+    build_package(dest, {}, patches or {})
+    init = dest / "minirlhf" / "__init__.py"
+    init.write_text(init.read_text() + "\n" + textwrap.dedent(code))
+    return dest
+
+
+def _outputs(res):
+    return {t["name"]: t["output"] for t in res["tests"]}
+
+
+def test_grader_gives_zero_with_the_reason_for_broken_submissions(tmp_path):
+    # 1. A package that does not import: every part zero, the error in every test's output.
+    broken = _with_code(tmp_path / "broken", "raise ImportError('my typo')")
     res = grade("trex", broken, tmp_path / "broken.json", verbose=False)
     assert res["score"] == 0 and res["parts"] == {"snippet_loss": 0}
     saved = json.loads((tmp_path / "broken.json").read_text())
     assert all("my typo" in t["output"] for t in saved["tests"]), saved
-    # 2. One part hangs, the other raises: both zero, with the reason; the grader survives.
-    sub = tmp_path / "hangs"
-    build_package(sub, {}, {"advantages.py": {"group_advantages": (
-                              "r = jnp.asarray(rewards, jnp.float32)",
-                              "while True:\n        pass")},
-                            "losses.py": {"grpo_loss": (
-                                "per_token = clipped_surrogate(",
-                                "raise RuntimeError('oops')\n    per_token = clipped_surrogate(")}})
+    # 2. os._exit at import: the reason is the exit, said for every test.
+    exits = _with_code(tmp_path / "exits", "import os\nos._exit(0)")
+    res = grade("trex", exits, verbose=False)
+    assert res["score"] == 0
+    assert all("exited with code 0" in o and "importing" in o for o in _outputs(res).values())
+    # 3. Killed by a signal in one function: that part loses its points, with the signal.
+    segv = build_package(tmp_path / "segv", {}, {"losses.py": {"trajectory_preference_loss": (
+        "ret_a = ", "import os, signal\n    os.kill(os.getpid(), signal.SIGSEGV)\n    ret_a = ")}})
+    res = grade("trex", segv.parent, verbose=False)
+    assert res["score"] == 0
+    assert all("SIGSEGV" in o for o in _outputs(res).values()), _outputs(res)
+
+
+def test_a_hang_inside_a_bare_except_costs_only_its_part(tmp_path):
+    # group_advantages swallows every exception in an endless loop (so an alarm signal
+    # raised inside it would be swallowed too); grpo_loss is the reference's.
+    sub = build_package(tmp_path / "hangs", {}, {"advantages.py": {"group_advantages": (
+        "r = jnp.asarray(rewards, jnp.float32)",
+        "while True:\n        try:\n            pass\n        except:  # noqa: E722\n"
+        "            pass\n    r = jnp.asarray(rewards, jnp.float32)")}}).parent
+    t0 = time.perf_counter()
     res = grade("grpo", sub, tmp_path / "results.json", verbose=False, timeout_s=5)
-    assert res["parts"] == {"group_advantages": 0, "grpo_loss": 0}
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert set(saved) >= {"score", "tests"} and saved["score"] == 0
-    assert sum(t["max_score"] for t in saved["tests"]) == pytest.approx(
-        ASSIGNMENTS["grpo"].points)
-    outputs = {t["name"].split(":")[0]: t["output"] for t in saved["tests"]}
-    assert "Timeout" in outputs["group_advantages"], outputs
-    assert "oops" in outputs["grpo_loss"], outputs
+    n_hanging = sum(t["name"].startswith("group_advantages") for t in res["tests"])
+    assert time.perf_counter() - t0 < 60 + 10 * n_hanging
+    assert res["parts"] == {"group_advantages": 0, "grpo_loss": 4}
+    assert res["score"] == 4 and isinstance(res["score"], int)
+    for name, out in _outputs(res).items():
+        if name.startswith("group_advantages"):
+            assert "no answer within the test's time limit" in out, out
+
+
+def test_printing_megabytes_costs_nothing_and_is_cut(tmp_path):
+    chatty = build_package(tmp_path / "chatty", {}, {"losses.py": {
+        "trajectory_preference_loss": ("ret_a = ", "print('x' * 3_000_000)\n    ret_a = ")}})
+    res = grade("trex", chatty.parent, tmp_path / "r.json", verbose=False)
+    assert res["score"] == 4
+    assert (tmp_path / "r.json").stat().st_size < 20_000
+
+
+def test_scores_are_exact_and_the_reference_scores_full_marks(tmp_path):
+    ref = build_package(tmp_path / "ref", {}).parent
+    res = grade("transformer", ref, tmp_path / "r.json", verbose=False)
+    assert res["score"] == 10 and isinstance(res["score"], int)
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["score"] == 10 and sum(t["score"] for t in saved["tests"]) == \
+        pytest.approx(10, abs=1e-3)
+    assert grader.format_table(ASSIGNMENTS["transformer"], {"causal_mask": Fraction(1, 3)}) \
+        .splitlines()[1].split()[1] == "0.3333"
+
+
+_READ_AND_LEAK = """
+import glob, os, pathlib
+found = []
+for pattern in {patterns!r}:
+    for path in glob.glob(pattern, recursive=True):
+        try:
+            text = pathlib.Path(path).read_text()
+        except OSError:
+            continue
+        found.append(path)
+        for out in {targets!r}:
+            try:
+                pathlib.Path(out).write_text(text)
+            except OSError:
+                pass
+print("read", found)
+"""
+
+
+def test_a_submission_cannot_read_the_tests_or_write_outside_its_folder(tmp_path):
+    """As root (CI, a Gradescope container) the submission runs as nobody in a mount
+    namespace: the hidden tests, the reference and the grader's folders are not there, and
+    nothing it writes outside its folder outlives it. (Run as another user, the grader can
+    only isolate by process: the threat model in lectures/README.md.)"""
+    leak = tmp_path / "leak.txt"
+    beside = package_dir().parent / f"leak-{os.getpid()}.txt"
+    shared = Path("/tmp") / f"minirlhf-leak-{os.getpid()}.txt"
+    code = _READ_AND_LEAK.format(
+        patterns=[str(GRADED_DIR / "*_hidden.py"), str(package_dir() / "losses.py"),
+                  "/tmp/grade-*/*.py", "/tmp/**/*_hidden.py"],
+        targets=[str(leak), str(beside), str(shared)])
+    stub = tmp_path / "stub"
+    make("trex", stub, execute=False)
+    init = stub / "minirlhf" / "__init__.py"
+    init.write_text(init.read_text() + code)
+    try:
+        res = grade("trex", stub, verbose=False)
+        assert res["score"] == 0  # the stub scores nothing, whatever it read
+        if os.geteuid() != 0:
+            pytest.skip("the grader is not root: a submission runs as the grader's user")
+        assert res["isolation"][0] == "user+namespace", res["isolation"]
+        for path in (leak, beside, shared):
+            assert not path.exists(), path  # nothing was readable, or nowhere to write it
+    finally:
+        for path in (beside, shared):
+            path.unlink(missing_ok=True)
+
+
+def test_rewriting_the_graded_tests_voids_the_grade(tmp_path):
+    """A submission that rewrites the test files (bodies `pass`) when it is imported: with
+    the user change it cannot (root's files); without it (user=None, as for a grader that is
+    not root) the rewrite happens and the hashes void the grade. Either way no points."""
+    graded = tmp_path / "graded"
+    graded.mkdir()
+    for f in ("trex_public.py", "trex_hidden.py"):
+        shutil.copyfile(GRADED_DIR / f, graded / f)
+    a = dataclasses.replace(ASSIGNMENTS["trex"], graded_dir=graded)
+    code = f"""
+        import glob, re
+        for path in glob.glob({str(graded)!r} + "/*.py") + glob.glob("/tmp/grade-*/test_*.py"):
+            try:
+                text = open(path).read()
+                open(path, "w").write(re.sub(r"(def test_\\w+\\(.*\\):)", r"\\1\\n    return",
+                                             text))
+            except OSError:
+                pass
+        """
+    stub = tmp_path / "stub"
+    make("trex", stub, execute=False)
+    init = stub / "minirlhf" / "__init__.py"
+    init.write_text(init.read_text() + textwrap.dedent(code))
+    before = {f: (graded / f).read_text() for f in ("trex_public.py", "trex_hidden.py")}
+    res = grade(a, stub, verbose=False, user=None)  # the grader's own user: files writable
+    assert res["score"] == 0
+    assert any((graded / f).read_text() != t for f, t in before.items())  # it did rewrite
+    assert all("this grade is void" in o for o in _outputs(res).values()), _outputs(res)
+    if os.geteuid() == 0:
+        for f, t in before.items():
+            (graded / f).write_text(t)
+        res = grade(a, stub, verbose=False)  # as nobody: the files are out of reach
+        assert res["score"] == 0
+        assert {f: (graded / f).read_text() for f in before} == before
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("name", list(ASSIGNMENTS))
-def test_validate(name):
-    scores = validate(name, verbose=False)
-    assert scores["reference"] == {p.name: p.points for p in ASSIGNMENTS[name].parts}
+def test_validate_kills_every_registered_mutant(name):
+    out = validate(name, verbose=False)
+    a = ASSIGNMENTS[name]
+    assert out["scores"]["reference"] == {p.name: p.points for p in a.parts}
+    assert out["survivors"] == [] and out["killed"] == out["mutants"] >= 10
+
+
+def test_mutants_are_single_edits_that_compile():
+    from minirlhf.assignments.mutants import mutants
+
+    part = ASSIGNMENTS["grpo"].part("group_advantages")
+    ms = mutants(part)
+    assert len({m.description for m in ms}) == len(ms)  # names are unique: the registry's key
+    ops = {m.operator for m in ms}
+    assert {"AOR", "ROR", "CRP", "KWD", "ARG", "FSR"} <= ops, ops
+    for m in ms:
+        assert m.old != m.new
+        changed = [(a, b) for a, b in zip(m.old.splitlines(), m.new.splitlines()) if a != b]
+        assert len(changed) == 1, m.description  # one line differs
+    # Dropping ddof=1 (the population std, a plausible slip) is one of them.
+    ddof = [m for m in ms if m.operator == "KWD" and "ddof=1" in m.description
+            and "ddof" not in m.description.split("->")[1]]
+    assert len(ddof) == 1
+    assert "std = jnp.std(r, axis=1, keepdims=True)\n" in ddof[0].new
+
+
+def test_an_equivalent_entry_the_reference_no_longer_has_is_refused():
+    from minirlhf.assignments.validation import registered_mutants
+
+    a = dataclasses.replace(ASSIGNMENTS["trex"], equivalent=(("snippet_loss: gone", "x"),))
+    with pytest.raises(ValueError, match="no longer has"):
+        registered_mutants(a)
 
 
 def test_cli_refuses_unknown_names_and_bad_folders(tmp_path, capsys):

@@ -100,14 +100,16 @@ class Assignment:
     equivalent: tuple[tuple[str, str], ...] = field(default=())
     """("<part>: <mutant description>", why no test can kill it): the generated mutants
     (mutants.py) that cannot change any result, which validate leaves out."""
+    graded_dir: Path = GRADED_DIR
+    """Where its `<name>_public.py` and `<name>_hidden.py` are."""
 
     @property
     def public_tests(self) -> Path:
-        return GRADED_DIR / f"{self.name}_public.py"
+        return self.graded_dir / f"{self.name}_public.py"
 
     @property
     def hidden_tests(self) -> Path:
-        return GRADED_DIR / f"{self.name}_hidden.py"
+        return self.graded_dir / f"{self.name}_hidden.py"
 
     @property
     def points(self) -> float:

@@ -133,20 +133,24 @@ class Job:
 
 
 def run_jobs(a: Assignment, jobs: list[Job], timeout_s: int = TEST_TIMEOUT_S,
-             parallel: int = 1) -> dict[str, tuple[list[TestResult], list[str]]]:
+             parallel: int = 1, user: str | None = "auto"
+             ) -> dict[str, tuple[list[TestResult], list[str]]]:
     """Run the graded tests of each job (its parts, default all) against its submission:
-    {label: (results, isolation)}. Jobs go to `parallel` runner processes."""
+    {label: (results, isolation)}. Jobs go to `parallel` runner processes. `user`: whom
+    the submission runs as when the grader is root ("auto": SANDBOX_USER; None: the
+    grader's own user, the "process" isolation, as for a grader that is not root)."""
+    user = _sandbox_user() if user == "auto" else user
     groups = [jobs[i::max(1, parallel)] for i in range(max(1, parallel))]
     # Parsed here, once: CPython 3.11's ast.parse is not safe in several threads at once.
     wanted = graded_tests(a)
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        outs = list(pool.map(lambda g: _run_group(a, g, wanted, timeout_s),
+        outs = list(pool.map(lambda g: _run_group(a, g, wanted, timeout_s, user),
                              [g for g in groups if g]))
     return {k: v for out in outs for k, v in out.items()}
 
 
-def _run_group(a: Assignment, jobs: list[Job], wanted: list, timeout_s: int) -> dict:
-    user = _sandbox_user()
+def _run_group(a: Assignment, jobs: list[Job], wanted: list, timeout_s: int,
+               user: str | None) -> dict:
     sources = [a.public_tests, a.hidden_tests]
     before = _digest(sources)
     with tempfile.TemporaryDirectory(prefix=f"grade-{a.name}-") as private, \
@@ -171,7 +175,7 @@ def _run_group(a: Assignment, jobs: list[Job], wanted: list, timeout_s: int) -> 
                           "exitfirst": job.exitfirst, "timeout_s": timeout_s,
                           "mutation": job.mutation})
         isolation = {"user": user, "hide": [str(package_dir()), str(private),
-                                            str(GRADED_DIR)]}
+                                            str(GRADED_DIR), str(a.graded_dir)]}
         (private / "spec.json").write_text(json.dumps({"jobs": specs, "isolation": isolation}))
         limit = 300 + len(jobs) * len(wanted) * (timeout_s + 5)
         report, log = _run_runner(private, limit)
@@ -202,6 +206,8 @@ def _run_group(a: Assignment, jobs: list[Job], wanted: list, timeout_s: int) -> 
                                        if job.exitfirst else "the test did not run")
             if hidden and not passed:  # what failed, not the hidden test's code
                 text = reason(text)
+            elif not passed:
+                text = _submission_error(text) or text
             results.append(TestResult(part, func, stem, bool(passed), text[-_OUTPUT_CHARS:],
                                       hidden, seconds))
         out[job.label] = (results, (got or {}).get("isolation") or ["none", ""])
@@ -245,10 +251,12 @@ def _run_runner(private: Path, limit_s: float) -> tuple[dict | None, str]:
 
 
 def run_tests(a: Assignment, submission: Path, parts: list[str] | None = None,
-              timeout_s: int = TEST_TIMEOUT_S) -> tuple[list[TestResult], list[str]]:
+              timeout_s: int = TEST_TIMEOUT_S, user: str | None = "auto"
+              ) -> tuple[list[TestResult], list[str]]:
     """The graded tests of `parts` (default all) against `submission` (a folder containing
     minirlhf/): their results and the isolation the worker had."""
-    return run_jobs(a, [Job("submission", Path(submission), parts)], timeout_s)["submission"]
+    return run_jobs(a, [Job("submission", Path(submission), parts)], timeout_s,
+                    user=user)["submission"]
 
 
 def score(a: Assignment, results: list[TestResult]) -> dict[str, Fraction]:
@@ -295,16 +303,17 @@ def format_table(a: Assignment, per_part: dict[str, Fraction]) -> str:
     return "\n".join(rows)
 
 
-def grade(name: str, submission_dir: str | Path,
+def grade(name: str | Assignment, submission_dir: str | Path,
           results_path: str | Path | None = None, parts: list[str] | None = None,
-          verbose: bool = True, timeout_s: int = TEST_TIMEOUT_S) -> dict:
-    """Grade `submission_dir` (a folder containing minirlhf/) on assignment `name`. Writes
-    Gradescope's results.json to `results_path` if given, prints the per-part table if
-    `verbose`, and returns the results.json dict with "parts": {part: points earned} and
-    "isolation": [level, why not more] added."""
-    a = get_assignment(name)
+          verbose: bool = True, timeout_s: int = TEST_TIMEOUT_S,
+          user: str | None = "auto") -> dict:
+    """Grade `submission_dir` (a folder containing minirlhf/) on assignment `name` (or an
+    Assignment). Writes Gradescope's results.json to `results_path` if given, prints the
+    per-part table if `verbose`, and returns the results.json dict with "parts": {part:
+    points earned} and "isolation": [level, why not more] added. `user`: see run_jobs."""
+    a = name if isinstance(name, Assignment) else get_assignment(name)
     submission = _check_submission(Path(submission_dir))
-    results, isolation = run_tests(a, submission, parts, timeout_s)
+    results, isolation = run_tests(a, submission, parts, timeout_s, user)
     out = gradescope_json(a, results)
     if results_path is not None:
         Path(results_path).parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +329,18 @@ def grade(name: str, submission_dir: str | Path,
         print(format_table(a, score(a, results)))
         print(f"isolation: {isolation[0]}" + (f" ({isolation[1]})" if isolation[1] else ""))
     return out
+
+
+def _submission_error(text: str) -> str | None:
+    """The whole message of a SubmissionError in a pytest report (the submission's own
+    traceback and printout included), without the runner's frames; None if there is none."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("E ") and "Submission" in line.split(":", 1)[0]:
+            body = [x[1:].strip() if x.startswith("E ") else x for x in lines[i:]
+                    if x.startswith("E ")]
+            return "\n".join([body[0].split(":", 1)[1].strip()] + body[1:])
+    return None
 
 
 def reason(output: str) -> str:

@@ -212,7 +212,12 @@ class RemoteSubmission:
             raise self._import_error
         if self.worker is None or not self.worker.alive():
             self.worker = None
-            worker = Worker(self.submission, self.spec, self.log, deadline)
+            try:
+                worker = Worker(self.submission, self.spec, self.log, deadline)
+            except (SubmissionTimeout, SubmissionDied) as err:
+                # It died (or hung) importing the submission: every later test would too.
+                self._import_error = type(err)(f"{err} (while importing the submission)")
+                raise self._import_error from None
             self.isolation = worker.hello.get("isolation")
             if not worker.hello.get("ready"):
                 worker.kill()
@@ -251,11 +256,8 @@ class RemoteSubmission:
         try:
             return self._ensure(deadline).request(header, (tuple(args), dict(kwargs)),
                                                   deadline)
-        except (SubmissionTimeout, SubmissionDied) as err:
-            if self._import_error is None and self.worker is None:
-                # it died while importing: every later test would die the same way
-                self._import_error = type(err)(f"{err} (while importing the submission)")
-            self.worker = None
+        except (SubmissionTimeout, SubmissionDied):
+            self.worker = None  # killed: the next test starts a fresh one
             raise
 
     def __getattr__(self, name: str) -> _Target:

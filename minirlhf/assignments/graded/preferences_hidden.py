@@ -141,12 +141,15 @@ def _params(seed):
 
 
 def _reference_scores(seed, tokens, mask):
+    import jax
     import jax.numpy as jnp
 
     from minirlhf.model import forward
 
     graphdef, params, _ = _params(seed)
-    return np.asarray(forward(graphdef, params, jnp.asarray(tokens), jnp.asarray(mask)).scalar)
+    out = jax.jit(forward, static_argnums=0)(graphdef, params, jnp.asarray(tokens),
+                                              jnp.asarray(mask))
+    return np.asarray(out.scalar)
 
 
 def _scores(leaves, tokens, mask):
@@ -160,7 +163,7 @@ def _scores(leaves, tokens, mask):
                       scalar_head=True)
     graphdef, params = init_model(cfg, jax.random.key(0))
     params = jax.tree.unflatten(jax.tree.structure(params), list(leaves))
-    return forward(graphdef, params, tokens, mask).scalar
+    return jax.jit(forward, static_argnums=0)(graphdef, params, tokens, mask).scalar
 
 
 def test_last_token_score__left_right_and_no_padding_against_the_reference(sub):

@@ -37,8 +37,9 @@ def _padded_and_short_scores():
     params = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.key(1), x.shape),
                           params)  # the score head starts at zero: make it say something
     tokens = jnp.asarray([[1, 4, 5, 0, 0]])
-    padded = forward(graphdef, params, tokens, jnp.asarray([[True, True, True, False, False]]))
-    short = forward(graphdef, params, tokens[:, :3], jnp.ones((1, 3), bool))
+    run = jax.jit(forward, static_argnums=0)  # one compile per shape, not one per op
+    padded = run(graphdef, params, tokens, jnp.asarray([[True, True, True, False, False]]))
+    short = run(graphdef, params, tokens[:, :3], jnp.ones((1, 3), bool))
     return padded.scalar, short.scalar
 
 
