@@ -207,14 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-execute", action="store_true",
                    help="do not run the lecture for the handout's outputs (seconds instead of "
                    "about 3 minutes; the handout then has no outputs)")
-    a = asub.add_parser("grade", help="grade a submission: score per part, results.json")
+    a = asub.add_parser("grade", help="grade a submission: score per part, results.json (its "
+                        "code runs in a separate process, as nobody when run as root; see "
+                        "lectures/README.md for what that protects)")
     a.add_argument("name", help="assignment name")
     a.add_argument("--submission", required=True,
                    help="folder that contains the student's minirlhf/ package")
     a.add_argument("--results", default=None,
                    help="write Gradescope's results.json here")
-    a = asub.add_parser("validate", help="check that the reference scores full marks, the "
-                        "student version zero and each registered wrong solution less")
+    a = asub.add_parser("validate", help="check that the reference and the registered "
+                        "correct variants score full marks, the student version zero, and "
+                        "that the tests kill every registered wrong solution and mutant of "
+                        "the reference (prints the kill rate)")
     a.add_argument("name", nargs="?", default=None, help="one assignment (default: all)")
     return parser
 
@@ -249,17 +253,18 @@ def _assignment(args) -> int:
         names = [args.name] if args.name else list(asg.ASSIGNMENTS)
         for name in names:
             asg.get_assignment(name)  # an unknown name fails before any work
-        failed = []
+        failed, killed, total = [], 0, 0
         for name in names:
             try:
-                asg.validate(name)
+                out = asg.validate(name)
+                killed, total = killed + out["killed"], total + out["mutants"]
             except AssertionError as err:
                 print(err, file=sys.stderr)
                 failed.append(name)
         if failed:
             print(f"not valid: {', '.join(failed)}", file=sys.stderr)
             return 1
-        print(f"valid: {', '.join(names)}")
+        print(f"valid: {', '.join(names)} (mutants killed: {killed}/{total})")
     return 0
 
 
