@@ -52,11 +52,16 @@ class SubmissionDied(SubmissionError):
 
 
 def _write_all(fd: int, data: bytes, deadline: float) -> None:
+    """Write to a non-blocking pipe by the deadline (a worker that stops reading cannot
+    block the grader: select only promises room for some bytes, not for all)."""
     view = memoryview(data)
     while view:
         if not select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
             raise TimeoutError
-        view = view[os.write(fd, view[:1 << 16]):]
+        try:
+            view = view[os.write(fd, view[:1 << 16]):]
+        except BlockingIOError:
+            continue
 
 
 def _read_exactly(fd: int, n: int, deadline: float) -> bytes:
@@ -104,6 +109,7 @@ class Worker:
                 stderr=subprocess.STDOUT, cwd=submission, env=env, start_new_session=True)
         os.close(to_r)
         os.close(from_w)
+        os.set_blocking(self._to_w, False)
         self.hello = self._receive(deadline)
 
     def _receive(self, deadline: float) -> dict:
@@ -203,6 +209,7 @@ class RemoteSubmission:
         self.worker: Worker | None = None
         self.isolation: list[str] | None = None
         self._import_error: SubmissionError | None = None
+        self._starts = 0
         self.mutation: dict | None = None
         """{"module", "qualname", "source"}: validate's edit of the reference, applied to
         every worker this submission starts (protocol.mutate)."""
@@ -212,8 +219,10 @@ class RemoteSubmission:
             raise self._import_error
         if self.worker is None or not self.worker.alive():
             self.worker = None
+            self._starts += 1  # each worker its own log: the size limit is per worker
+            log = self.log.with_name(f"{self.log.stem}-{self._starts}{self.log.suffix}")
             try:
-                worker = Worker(self.submission, self.spec, self.log, deadline)
+                worker = Worker(self.submission, self.spec, log, deadline)
             except (SubmissionTimeout, SubmissionDied) as err:
                 # It died (or hung) importing the submission: every later test would too.
                 self._import_error = type(err)(f"{err} (while importing the submission)")
