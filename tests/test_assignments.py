@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from minirlhf.assignments import ASSIGNMENTS, GRADED_DIR, grade, grader, make, stub_source, validate
@@ -349,7 +350,12 @@ def test_a_submission_cannot_read_the_tests_or_write_outside_its_folder(tmp_path
     shared = Path("/tmp") / f"minirlhf-leak-{os.getpid()}.txt"
     code = _READ_AND_LEAK.format(
         patterns=[str(GRADED_DIR / "*_hidden.py"), str(package_dir() / "losses.py"),
-                  "/tmp/grade-*/*.py", "/tmp/**/*_hidden.py"],
+                  "/tmp/grade-*/*.py", "/tmp/**/*_hidden.py",
+                  # the checkout an editable install comes from: lectures, tests, git
+                  str(package_dir().parent / "lectures" / "*.py"),
+                  str(package_dir().parent / "tests" / "*.py"),
+                  str(package_dir().parent / ".git" / "**" / "*"),
+                  str(package_dir().parent / "envs" / "*.py")],
         targets=[str(leak), str(beside), str(shared)])
     stub = tmp_path / "stub"
     make("trex", stub, execute=False)
@@ -366,6 +372,63 @@ def test_a_submission_cannot_read_the_tests_or_write_outside_its_folder(tmp_path
     finally:
         for path in (beside, shared):
             path.unlink(missing_ok=True)
+
+
+def test_what_a_submission_starts_does_not_outlive_its_grading(tmp_path):
+    tag = f"{os.getpid() % 10000 + 20000}"
+    sub = _with_code(tmp_path / "spawns", f"""
+        import subprocess
+        subprocess.Popen(["sleep", "{tag}1"], start_new_session=True)
+        subprocess.Popen(["sh", "-c", "(setsid sleep {tag}2 &); exit 0"])
+        """)
+    assert grade("trex", sub, verbose=False)["score"] == 4
+    if os.geteuid() != 0:
+        pytest.skip("the grader is not root: a detached process can outlive the worker")
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", f"sleep {tag}"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", left.stdout
+
+
+def test_empty_answers_and_linked_packages_score_nothing(tmp_path):
+    """Empty arrays broadcast against a scalar in numpy's assert_allclose; the graded tests
+    compare shapes too (sub.assert_close). A package that is a link to the reference is
+    refused before any work."""
+    for name in ("grpo", "trex"):
+        a = ASSIGNMENTS[name]
+        sub = tmp_path / name
+        make(name, sub, execute=False)
+        for p in a.parts:
+            if p.function:
+                path = sub / "minirlhf" / p.module
+                text = path.read_text()
+                stub = f"raise NotImplementedError({f'{p.name}: {p.hint}'!r})"
+                path.write_text(text.replace(stub, "return jnp.zeros((0,))"))
+        assert grade(name, sub, verbose=False)["score"] == 0, name
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "minirlhf").symlink_to(package_dir())
+    with pytest.raises(ValueError, match="is a symbolic link"):
+        grade("trex", linked, verbose=False)
+
+
+def test_forged_replies_and_hidden_failures_show_nothing_they_should_not():
+    from minirlhf.assignments import protocol
+
+    good = protocol.encode({"ok": True}, value=(np.zeros(3), {"a": [1.0, None]}))
+    assert protocol.decode(good)["value"][1] == {"a": [1.0, None]}
+    deep = json.dumps({"ok": True, "value": [[[[[[]]]]]] * 1}).encode()
+    for header in (b'{"ok": true, "value": {"__array__": 5}}',
+                   b'{"ok": true, "value": {"__array__": "x"}}',
+                   b"[1, 2]", b"\xff", b'{"value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                   deep[:-3]):
+        payload = protocol.struct.pack("<QQ", len(header), 0) + header
+        with pytest.raises(protocol.ProtocolError):
+            protocol.decode(payload)
+    report = ("E   AssertionError: \nE   Not equal to tolerance rtol=1e-05, atol=0\nE   \n"
+              "E   Mismatched elements: 2 / 2 (100%)\nE    ACTUAL: array([1., 2.])\n"
+              "E    DESIRED: array([-0.387298, 0.5])")
+    shown = grader.hidden_reason(report)
+    assert "Mismatched elements: 2 / 2" in shown and "0.387" not in shown and "array" not in shown
 
 
 def test_rewriting_the_graded_tests_voids_the_grade(tmp_path):

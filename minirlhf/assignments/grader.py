@@ -81,6 +81,11 @@ def _check_submission(submission: Path) -> Path:
     submission = Path(submission).resolve()
     if not submission.is_dir():
         raise FileNotFoundError(f"--submission {str(submission)!r} is not a folder")
+    links = [p for p in (submission / "minirlhf", submission / "minirlhf" / "__init__.py")
+             if p.is_symlink()]
+    if links:
+        raise ValueError(f"--submission: {links[0]} is a symbolic link; a submission's "
+                         f"package must be its own files")
     if not (submission / "minirlhf" / "__init__.py").is_file():
         raise ValueError(f"--submission {str(submission)!r} has no minirlhf/__init__.py: "
                          f"expected the folder that contains your minirlhf/ package (as "
@@ -175,9 +180,14 @@ def _run_group(a: Assignment, jobs: list[Job], wanted: list, timeout_s: int,
                           "exitfirst": job.exitfirst, "timeout_s": timeout_s,
                           "mutation": job.mutation})
         isolation = {"user": user, "hide": [str(package_dir()), str(private),
-                                            str(GRADED_DIR), str(a.graded_dir)]}
+                                            str(GRADED_DIR), str(a.graded_dir)],
+                     # The checkout an editable install runs from holds the answers too
+                     # (.git, lectures, tests): emptied but for what the worker needs.
+                     "cover": [str(package_dir().parent)]}
         (private / "spec.json").write_text(json.dumps({"jobs": specs, "isolation": isolation}))
-        limit = 300 + len(jobs) * len(wanted) * (timeout_s + 5)
+        # A safety net only (each test has its own deadline): parametrized items and
+        # timeout markers are not counted here, so allow for them generously.
+        limit = 600 + len(jobs) * len(wanted) * 8 * (timeout_s + 5)
         report, log = _run_runner(private, limit)
         changed = [p for p, h in {**_digest(sources), **_digest(files)}.items()
                    if h != {**before, **copies_before}[p]]
@@ -198,18 +208,21 @@ def _run_group(a: Assignment, jobs: list[Job], wanted: list, timeout_s: int,
                 passed, text = False, "the grading run failed: " + log[-_OUTPUT_CHARS:]
             elif f"test_{stem}::{func}" in got["results"]:
                 passed, text, seconds = got["results"][f"test_{stem}::{func}"]
+                if hidden and not passed:  # what failed, not the test's code or its values
+                    text = hidden_reason(text)
+                elif not passed:
+                    text = _submission_error(text) or text
             elif f"test_{stem}" in got["file_errors"]:
                 passed, text = False, "the test file did not load: " + \
                     got["file_errors"][f"test_{stem}"]
             else:
                 passed, text = False, ("not run: an earlier test of this run failed first"
                                        if job.exitfirst else "the test did not run")
-            if hidden and not passed:  # what failed, not the hidden test's code
-                text = reason(text)
-            elif not passed:
-                text = _submission_error(text) or text
             results.append(TestResult(part, func, stem, bool(passed), text[-_OUTPUT_CHARS:],
                                       hidden, seconds))
+        if got and got.get("mutation_error"):  # validate's edit did not apply: not a kill
+            raise RuntimeError(f"{job.label}: the edit did not apply: "
+                               f"{got['mutation_error'][:500]}")
         out[job.label] = (results, (got or {}).get("isolation") or ["none", ""])
     return out
 
@@ -341,6 +354,19 @@ def _submission_error(text: str) -> str | None:
                     if x.startswith("E ")]
             return "\n".join([body[0].split(":", 1)[1].strip()] + body[1:])
     return None
+
+
+def hidden_reason(text: str) -> str:
+    """What a hidden test's failure may show: the submission's own error, or the assertion's
+    message lines without the arrays it compared (the expected values stay hidden)."""
+    err = _submission_error(text)
+    if err is not None:
+        return err
+    lines = [x[1:].strip() for x in text.splitlines() if x.startswith("E ")]
+    keep = [x for x in lines if x and not x.startswith(("ACTUAL", "DESIRED", "x:", "y:", "[",
+                                                          "array(", "+", "-", "?"))
+            and "array(" not in x and not x[0].isdigit()]
+    return "\n".join(keep[:6]) or "failed"
 
 
 def reason(output: str) -> str:

@@ -17,11 +17,14 @@ in the worker, see `protocol.worker_command`).
    mounts.
 
 It returns what it achieved, which the grader reports: "user+namespace", "user" (no mount
-namespace: hidden files are protected by their permissions only) or "process" (no user
-change: the submission runs as the grader's user, in its own process).
+namespace: hidden files are protected by their permissions only), "process" (the grader
+is not root, or was told to keep its user: the submission runs as the grader's user, in
+its own process), or "refused" (root, but the user change is impossible: the worker does
+not run the submission at all rather than run it as root).
 """
 
 import os
+import signal
 import sys
 
 
@@ -102,7 +105,8 @@ def enter(spec: dict) -> tuple[str, str]:
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
-        return "process", f"there is no user {user!r} on this machine"
+        return "refused", (f"there is no user {user!r} on this machine: the grader will "
+                           f"not run a submission as root")
     workdir = spec["workdir"]
     namespace, why = False, ""
     try:
@@ -117,9 +121,14 @@ def enter(spec: dict) -> tuple[str, str]:
             _cover(libc, ctypes, blocker, needed, "0711")
         # Scratch space of its own: the shared temporary folders are fresh and empty, so
         # nothing it writes outside its folder outlives it or reaches anyone else.
-        for folder in ("/tmp", "/var/tmp", "/dev/shm"):
-            if os.path.isdir(folder):
+        for folder in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
+            if os.path.isdir(folder) and not os.path.islink(folder):
                 _cover(libc, ctypes, folder, needed, "1777")
+        for folder in spec.get("cover", []):
+            if os.path.isdir(folder) and not any(os.path.realpath(p) == os.path.realpath(
+                    folder) or os.path.realpath(folder).startswith(os.path.realpath(p) + "/")
+                                                 for p in needed):
+                _cover(libc, ctypes, folder, needed, "0755")
         for folder in spec.get("hide", []):
             if os.path.isdir(folder):
                 _mount(libc, ctypes, "tmpfs", folder, "tmpfs",
@@ -129,10 +138,82 @@ def enter(spec: dict) -> tuple[str, str]:
         why = f"no mount namespace ({err}): hidden files are protected by permissions only"
     blocked = [p for p in needed_paths(workdir) if _blocked_dirs(p)]
     if blocked and not namespace:
-        return "process", (f"user {user!r} cannot reach {blocked[0]} and {why}; the "
-                           f"submission runs as root in its own process")
+        return "refused", (f"user {user!r} cannot reach {blocked[0]} and {why}: the "
+                           f"grader will not run a submission as root")
+    _keeper()
     os.setgroups([])
     os.setgid(pw.pw_gid)
     os.setuid(pw.pw_uid)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
     os.environ["HOME"] = workdir
     return ("user+namespace" if namespace else "user"), why
+
+
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
+
+
+def _prctl(option: int, value: int) -> None:
+    libc, _ = _libc()
+    libc.prctl(option, value, 0, 0, 0)
+
+
+def _children() -> list[int]:
+    """The processes whose parent is this one (orphans come here: it is a subreaper)."""
+    me, out = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == me:
+                out.append(int(entry))
+    return out
+
+
+def _keeper() -> None:
+    """Fork: the child returns (and becomes the worker); this process stays root and keeps
+    it. As a child subreaper it inherits every process the worker leaves behind (a double
+    fork, setsid), and when the worker ends -- or on SIGTERM from the grader, or when the
+    grader dies -- it kills them all before it exits with the worker's status. So nothing
+    the submission started outlives its worker."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # it re-raises the worker's signal
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    child = os.fork()
+    if child == 0:
+        return
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGKILL))
+    status = 0
+    while True:
+        try:
+            pid, st = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            break
+        if pid == child:
+            status = st
+            for _ in range(100):  # the worker is gone: everything it left goes too
+                left = _children()
+                if not left:
+                    break
+                for p in left:
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                while True:
+                    try:
+                        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                            break
+                    except ChildProcessError:
+                        break
+            break
+    if os.WIFSIGNALED(status):
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(status))
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)

@@ -124,12 +124,15 @@ def decode(payload: bytes) -> dict:
         body = json.loads(payload[16:16 + n_head].decode())
         buf = io.BytesIO(payload[16 + n_head:])
         arrays = [np.load(buf, allow_pickle=False) for _ in range(n_arrays)]
-    except (struct.error, ValueError, UnicodeDecodeError, EOFError, OSError) as err:
-        raise ProtocolError(f"a malformed message ({type(err).__name__}: {err})") from None
-    if not isinstance(body, dict):
-        raise ProtocolError("a message's header is not a JSON object")
-    if "value" in body:
-        body["value"] = _tree_from_json(body["value"], arrays)
+        if not isinstance(body, dict):
+            raise ProtocolError("a message's header is not a JSON object")
+        if "value" in body:
+            body["value"] = _tree_from_json(body["value"], arrays)
+    except ProtocolError:
+        raise
+    except Exception as err:  # noqa: BLE001 - anything a forged message can raise
+        raise ProtocolError(f"a malformed message ({type(err).__name__}: "
+                            f"{str(err)[:200]})") from None
     return body
 
 
@@ -272,6 +275,8 @@ def serve(read_fd: int, write_fd: int, submission: str,
     sys.path.insert(0, submission)
     os.chdir(submission)
     try:
+        if isolation[0] == "refused":
+            raise PermissionError(isolation[1])
         import minirlhf
 
         where = os.path.realpath(minirlhf.__file__)
@@ -307,6 +312,16 @@ def worker_command(python: str, read_fd: int, write_fd: int, submission: str,
         f"serve({read_fd}, {write_fd}, {submission!r}, _ISOLATION)", ""])]
 
 
+def assert_close(actual, desired, rtol: float = 1e-7, atol: float = 0.0,
+                 err_msg: str = "") -> None:
+    """numpy's assert_allclose, but the shapes must be equal too: against a scalar it
+    would broadcast, and an empty array would pass."""
+    if np.shape(actual) != np.shape(desired):
+        raise AssertionError(f"shape {np.shape(actual)}, expected {np.shape(desired)}"
+                             + (f" ({err_msg})" if err_msg else ""))
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol, err_msg=err_msg)
+
+
 # ---- a student's own run of the public tests --------------------------------------------
 
 class _LocalTarget:
@@ -332,7 +347,10 @@ class LocalSubmission:
                                            arrays, the result as numpy arrays
         sub.run(probe, *args)              probe(*args) (under the grader: in the process
                                            that runs the submission)
+        sub.assert_close(x, want)          assert_allclose that also checks the shape
     """
+
+    assert_close = staticmethod(assert_close)
 
     def __getattr__(self, name: str) -> _LocalTarget:
         if name.startswith("__"):

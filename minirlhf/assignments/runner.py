@@ -152,12 +152,19 @@ class Worker:
         return self.proc.poll() is None
 
     def kill(self) -> int | None:
-        """Kill the worker's whole process group; its exit status."""
+        """End the worker: SIGTERM first (as root its keeper then kills the submission's
+        code and everything it started, isolation._keeper), then SIGKILL to the whole
+        process group. Its exit status."""
         if self.proc.poll() is None:
+            self.proc.terminate()
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.proc.kill()
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # as another user, what is left
+        except (ProcessLookupError, PermissionError):
+            pass
         try:
             code = self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -210,6 +217,7 @@ class RemoteSubmission:
         self.isolation: list[str] | None = None
         self._import_error: SubmissionError | None = None
         self._starts = 0
+        self.mutation_error: str | None = None
         self.mutation: dict | None = None
         """{"module", "qualname", "source"}: validate's edit of the reference, applied to
         every worker this submission starts (protocol.mutate)."""
@@ -237,8 +245,9 @@ class RemoteSubmission:
             if self.mutation is not None:
                 try:
                     worker.request({"op": "mutate", **self.mutation}, None, deadline)
-                except SubmissionError:
+                except SubmissionError as err:
                     worker.kill()
+                    self.mutation_error = str(err)
                     raise
             self.worker = worker
         return self.worker
@@ -255,8 +264,9 @@ class RemoteSubmission:
                 if mutation is not None:
                     self.worker.request({"op": "mutate", **mutation}, None,
                                         time.monotonic() + 60)
-            except SubmissionError:
+            except SubmissionError as err:
                 self.close()
+                self.mutation_error = str(err)
         self.mutation = mutation
         self._import_error = None
 
@@ -268,6 +278,8 @@ class RemoteSubmission:
         except (SubmissionTimeout, SubmissionDied):
             self.worker = None  # killed: the next test starts a fresh one
             raise
+
+    assert_close = staticmethod(protocol.assert_close)
 
     def __getattr__(self, name: str) -> _Target:
         if name.startswith("__"):
@@ -337,6 +349,7 @@ def run_job(job: dict, private: Path, spec: dict, shared: dict) -> dict:
                 Path(job["submission"]), spec, private / f"log-{job['index']}.txt",
                 job["timeout_s"])
         sub = shared[job["submission"]]
+        sub.mutation_error = None
         sub.set_mutation(job["mutation"])
     else:
         sub = RemoteSubmission(Path(job["submission"]), spec,
@@ -362,7 +375,7 @@ def run_job(job: dict, private: Path, spec: dict, shared: dict) -> dict:
         if job.get("mutation") is None:
             sub.close()
     return {"results": plugin.results, "file_errors": plugin.file_errors,
-            "isolation": sub.isolation}
+            "isolation": sub.isolation, "mutation_error": sub.mutation_error}
 
 
 def main(argv: list[str]) -> int:

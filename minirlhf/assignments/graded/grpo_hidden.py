@@ -56,19 +56,19 @@ def test_group_advantages__random_against_numpy(sub, kind):
     r[1] = rng.normal(size=5)  # continuous rewards
     got = sub.advantages.group_advantages(r, kind)
     assert got.shape == r.shape and got.dtype == np.float32
-    np.testing.assert_allclose(got, np_group_advantages(r, kind), rtol=1e-5, atol=1e-6)
+    sub.assert_close(got, np_group_advantages(r, kind), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["grpo", "dr_grpo", "rloo"])
 def test_group_advantages__two_responses_and_the_std_floor(sub, kind):
     r = np.asarray([[0.0, 1.0], [3.0, -1.0], [0.5, 0.5 + 1e-6]], np.float32)
-    np.testing.assert_allclose(sub.advantages.group_advantages(r, kind),
+    sub.assert_close(sub.advantages.group_advantages(r, kind),
                                np_group_advantages(r, kind), rtol=1e-5, atol=1e-6)
     # A group whose spread is below the floor is flat: advantage exactly 0.
     r = np.asarray([[0.0, 0.05, 0.1, 0.0], [0.0, 1.0, 2.0, 0.0]], np.float32)
     for floor in (1e-3, 0.1, 2.0):
         got = sub.advantages.group_advantages(r, kind, std_floor=floor)
-        np.testing.assert_allclose(got, np_group_advantages(r, kind, floor), rtol=1e-5,
+        sub.assert_close(got, np_group_advantages(r, kind, floor), rtol=1e-5,
                                    atol=1e-6, err_msg=f"std_floor {floor}")
 
 
@@ -79,7 +79,7 @@ def test_group_advantages__float_noise_is_flat_and_large_rewards(sub):
     got = sub.advantages.group_advantages(noisy, "grpo")
     assert np.all(got == 0.0), got
     big = np.asarray([[1000.0, 1002.0, 1001.0, 999.0]], np.float32)
-    np.testing.assert_allclose(sub.advantages.group_advantages(big, "grpo"),
+    sub.assert_close(sub.advantages.group_advantages(big, "grpo"),
                                np_group_advantages(big, "grpo"), rtol=1e-4, atol=1e-4)
 
 
@@ -89,7 +89,7 @@ def test_grpo_loss__each_aggregation_against_numpy(sub, aggregation):
     for eps_high, beta in [(None, 0.0), (0.28, 0.0), (None, 0.1), (0.3, 0.04)]:
         got = sub.losses.grpo_loss(logp, old, ref, adv, mask, 0.2, eps_high, beta, aggregation)
         want = np_grpo_loss(logp, old, ref, adv, mask, 0.2, eps_high, beta, aggregation)
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7,
+        sub.assert_close(got, want, rtol=1e-5, atol=1e-7,
                                    err_msg=f"eps_high {eps_high}, beta {beta}")
 
 
@@ -97,7 +97,7 @@ def test_grpo_loss__max_tokens_and_whole_batch_counts(sub):
     logp, old, ref, adv, mask = _batch(2)
     got = sub.losses.grpo_loss(logp, old, ref, adv, mask, 0.2, aggregation="constant",
                                max_tokens=10)
-    np.testing.assert_allclose(got, np_grpo_loss(logp, old, ref, adv, mask, 0.2,
+    sub.assert_close(got, np_grpo_loss(logp, old, ref, adv, mask, 0.2,
                                                  aggregation="constant", max_tokens=10),
                                rtol=1e-5)
     # A microbatch of a larger batch: the whole batch's (responses, tokens) divide.
@@ -107,7 +107,7 @@ def test_grpo_loss__max_tokens_and_whole_batch_counts(sub):
                                                                    np.int32(31)))
         want = np_grpo_loss(logp, old, ref, adv, mask, 0.2, beta=0.1, aggregation=aggregation,
                             counts=(9, 31))
-        np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=aggregation)
+        sub.assert_close(got, want, rtol=1e-5, err_msg=aggregation)
 
 
 def _grpo_grad(logp, old, ref, adv, mask, eps, eps_high, beta):
@@ -136,7 +136,7 @@ def test_grpo_loss__gradient_through_both_clips_and_the_kl(sub):
         log_r = ref[:, 0] - np.log(r)
         kl_grad = -(np.exp(log_r) - 1.0)  # d k3 / d logp
         want = -(surrogate - beta * kl_grad) / 12
-        np.testing.assert_allclose(got[:, 0], want, rtol=1e-4, atol=1e-6,
+        sub.assert_close(got[:, 0], want, rtol=1e-4, atol=1e-6,
                                    err_msg=f"eps_high {eps_high}, beta {beta}")
 
 

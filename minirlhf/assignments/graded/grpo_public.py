@@ -11,7 +11,7 @@ import numpy as np
 def test_group_advantages__by_hand(sub):
     r = np.asarray([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]], np.float32)
     # mean 0.5, sample std sqrt(1/3): +-0.866; the flat group gets 0.
-    np.testing.assert_allclose(sub.advantages.group_advantages(r, "grpo"),
+    sub.assert_close(sub.advantages.group_advantages(r, "grpo"),
                                [[0.8660254, -0.8660254, -0.8660254, 0.8660254], [0, 0, 0, 0]],
                                rtol=1e-5)
 
@@ -21,4 +21,4 @@ def test_grpo_loss__ratio_one_no_kl_is_minus_the_mean_advantage(sub):
     mask = np.asarray([[True, True, False], [True, True, True]])
     loss = sub.losses.grpo_loss(logp, logp, logp, np.asarray([1.0, -3.0], np.float32), mask,
                                 0.2)
-    np.testing.assert_allclose(loss, -(1.0 - 3.0) / 2, rtol=1e-6)
+    sub.assert_close(loss, -(1.0 - 3.0) / 2, rtol=1e-6)

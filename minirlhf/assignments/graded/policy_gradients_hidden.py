@@ -45,8 +45,8 @@ def test_gae__random_episodes_against_numpy(sub, gamma, lam):
     adv, ret = sub.advantages.gae(*[np.asarray(x) for x in data], gamma, lam)
     expected = np_gae(*data, gamma, lam)
     assert adv.shape == ret.shape == (40, 3) and adv.dtype == np.float32
-    np.testing.assert_allclose(adv, expected, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(ret, expected + data[1], rtol=1e-4, atol=1e-4)
+    sub.assert_close(adv, expected, rtol=1e-4, atol=1e-4)
+    sub.assert_close(ret, expected + data[1], rtol=1e-4, atol=1e-4)
 
 
 def test_gae__batch_axes_after_time(sub):
@@ -59,10 +59,10 @@ def test_gae__batch_axes_after_time(sub):
     adv, ret = sub.advantages.gae(r, v, nv, term, done, 0.9, 0.8)
     want = np_gae(r.reshape(6, 6), v.reshape(6, 6), nv.reshape(6, 6), term.reshape(6, 6),
                   done.reshape(6, 6), 0.9, 0.8).reshape(shape)
-    np.testing.assert_allclose(adv, want, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(ret, want + v, rtol=1e-4, atol=1e-4)
+    sub.assert_close(adv, want, rtol=1e-4, atol=1e-4)
+    sub.assert_close(ret, want + v, rtol=1e-4, atol=1e-4)
     one = sub.advantages.gae(r[:1], v[:1], nv[:1], term[:1], done[:1], 0.9, 0.8)[0]
-    np.testing.assert_allclose(one, np_gae(r[:1].reshape(1, 6), v[:1].reshape(1, 6),
+    sub.assert_close(one, np_gae(r[:1].reshape(1, 6), v[:1].reshape(1, 6),
                                            nv[:1].reshape(1, 6), term[:1].reshape(1, 6),
                                            done[:1].reshape(1, 6), 0.9, 0.8).reshape(
                                                (1, 2, 3)), rtol=1e-4, atol=1e-4)
@@ -83,8 +83,8 @@ def test_gae__episode_end_cuts_the_sum_and_jit_works(sub):
     done = np.asarray([[True], [True]])
     adv, ret = sub.run(_jit_gae, rewards, np.asarray([[0.5], [0.25]], np.float32),
                        next_values, terminated, done, 0.9, 0.8)
-    np.testing.assert_allclose(adv[:, 0], [1.0 + 0.9 * 2.0 - 0.5, 100.0 - 0.25], rtol=1e-6)
-    np.testing.assert_allclose(ret[:, 0], [1.0 + 0.9 * 2.0, 100.0], rtol=1e-6)
+    sub.assert_close(adv[:, 0], [1.0 + 0.9 * 2.0 - 0.5, 100.0 - 0.25], rtol=1e-6)
+    sub.assert_close(ret[:, 0], [1.0 + 0.9 * 2.0, 100.0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("lo,hi", [(0.2, None), (0.1, 0.3), (0.3, 0.05)])
@@ -93,7 +93,7 @@ def test_clipped_surrogate__random_against_numpy(sub, lo, hi):
     logp, old = rng.normal(size=(2, 5, 7)) * 0.3
     adv = rng.normal(size=(5, 7))
     s = sub.losses.clipped_surrogate(logp, old, adv, lo, hi)
-    np.testing.assert_allclose(s, np_surrogate(logp, old, adv, lo, lo if hi is None else hi),
+    sub.assert_close(s, np_surrogate(logp, old, adv, lo, lo if hi is None else hi),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -102,7 +102,7 @@ def test_clipped_surrogate__per_sequence_advantage_broadcasts(sub):
     logp, old = rng.normal(size=(2, 4, 6)) * 0.3
     adv = rng.normal(size=(4, 1))
     s = sub.losses.clipped_surrogate(logp, old, adv, 0.2, 0.28)
-    np.testing.assert_allclose(s, np_surrogate(logp, old, adv, 0.2, 0.28), rtol=1e-5,
+    sub.assert_close(s, np_surrogate(logp, old, adv, 0.2, 0.28), rtol=1e-5,
                                atol=1e-6)
 
 
@@ -123,7 +123,7 @@ def test_clipped_surrogate__gradient_on_both_sides_of_both_clips(sub):
     for lo, hi in [(0.1, 0.1), (0.1, 0.3), (0.2, 0.05)]:
         got = sub.run(_surrogate_grad, np.log(ratios), old, adv, lo, hi)
         want = np_surrogate_grad(np.log(ratios.astype(np.float64)), 0.0, adv, lo, hi)
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7,
+        sub.assert_close(got, want, rtol=1e-5, atol=1e-7,
                                    err_msg=f"eps_low {lo}, eps_high {hi}")
 
 

@@ -37,13 +37,13 @@ def test_bradley_terry__soft_labels_and_mask_against_numpy(sub):
     r_a, r_b = rng.normal(size=(2, 9)) * 3
     p = rng.random(9)
     mask = rng.random(9) < 0.6
-    np.testing.assert_allclose(sub.losses.bradley_terry_loss(r_a, r_b, p, mask),
+    sub.assert_close(sub.losses.bradley_terry_loss(r_a, r_b, p, mask),
                                np_bt(r_a, r_b, p, mask), rtol=1e-5)
-    np.testing.assert_allclose(sub.losses.bradley_terry_loss(r_a, r_b), np_bt(r_a, r_b),
+    sub.assert_close(sub.losses.bradley_terry_loss(r_a, r_b), np_bt(r_a, r_b),
                                rtol=1e-5)
-    np.testing.assert_allclose(sub.losses.bradley_terry_loss(r_a, r_b, 0.8),
+    sub.assert_close(sub.losses.bradley_terry_loss(r_a, r_b, 0.8),
                                np_bt(r_a, r_b, 0.8), rtol=1e-5)  # one scalar label
-    np.testing.assert_allclose(sub.losses.bradley_terry_loss(r_a, r_b, 0.5), np_bt(r_a, r_b, 0.5),
+    sub.assert_close(sub.losses.bradley_terry_loss(r_a, r_b, 0.5), np_bt(r_a, r_b, 0.5),
                                rtol=1e-5)  # p = 1/2: symmetric in a and b
 
 
@@ -51,7 +51,7 @@ def test_bradley_terry__two_dimensional_and_fully_masked(sub):
     rng = np.random.default_rng(5)
     r_a, r_b = rng.normal(size=(2, 3, 4))
     mask = rng.random((3, 4)) < 0.5
-    np.testing.assert_allclose(sub.losses.bradley_terry_loss(r_a, r_b, 1.0, mask),
+    sub.assert_close(sub.losses.bradley_terry_loss(r_a, r_b, 1.0, mask),
                                np_bt(r_a, r_b, 1.0, mask), rtol=1e-5)
     # Nothing counts: the loss is 0 (not nan), and so is its gradient.
     none = np.zeros(4, bool)
@@ -72,12 +72,12 @@ def test_bradley_terry__gradient_and_large_gaps(sub):
     r_b = np.asarray([-1000.0, 1000.0, 1.0], np.float32)
     loss, grad = sub.run(_bt_value_and_grad, r_a, r_b, np.ones(3, bool))
     assert np.isfinite(float(loss)) and np.all(np.isfinite(grad))
-    np.testing.assert_allclose(loss, (0.0 + 2000.0 - np_log_sigmoid(-0.7)) / 3, rtol=1e-4)
+    sub.assert_close(loss, (0.0 + 2000.0 - np_log_sigmoid(-0.7)) / 3, rtol=1e-4)
     # dL/dr_a = -(1 - sigma(gap)) / n per pair.
     gap = r_a.astype(float) - r_b
-    np.testing.assert_allclose(grad, -(1 - 1 / (1 + np.exp(-gap))) / 3, rtol=1e-4, atol=1e-7)
+    sub.assert_close(grad, -(1 - 1 / (1 + np.exp(-gap))) / 3, rtol=1e-4, atol=1e-7)
     a, b = np.asarray([0.3, 2.0]), np.asarray([1.0, -0.5])
-    np.testing.assert_allclose(sub.losses.bradley_terry_loss(a + 7.0, b + 7.0),
+    sub.assert_close(sub.losses.bradley_terry_loss(a + 7.0, b + 7.0),
                                sub.losses.bradley_terry_loss(a, b), rtol=1e-5)
 
 
@@ -108,9 +108,9 @@ def test_ranking__all_pairs_and_mask_against_numpy(sub, K):
     rng = np.random.default_rng(K)
     rewards = rng.normal(size=(5, K)) * 2
     mask = np.array([True, False, True, True, False])
-    np.testing.assert_allclose(sub.run(_ranking_with_reference_bt, rewards),
+    sub.assert_close(sub.run(_ranking_with_reference_bt, rewards),
                                np_ranking(rewards), rtol=1e-5)
-    np.testing.assert_allclose(sub.run(_ranking_with_reference_bt, rewards, mask),
+    sub.assert_close(sub.run(_ranking_with_reference_bt, rewards, mask),
                                np_ranking(rewards, mask), rtol=1e-5)
     assert float(sub.run(_ranking_with_reference_bt, rewards, np.zeros(5, bool))) == 0.0
 
@@ -120,8 +120,8 @@ def test_ranking__order_matters(sub):
     forward, backward = (float(sub.run(_ranking_with_reference_bt, x))
                          for x in (r, r[:, ::-1].copy()))
     assert forward < backward
-    np.testing.assert_allclose(forward, np_ranking(r), rtol=1e-5)
-    np.testing.assert_allclose(backward, np_ranking(r[:, ::-1]), rtol=1e-5)
+    sub.assert_close(forward, np_ranking(r), rtol=1e-5)
+    sub.assert_close(backward, np_ranking(r[:, ::-1]), rtol=1e-5)
 
 
 def _params(seed):
@@ -173,7 +173,7 @@ def test_last_token_score__left_right_and_no_padding_against_the_reference(sub):
     _, _, leaves = _params(2)
     got = sub.run(_scores, leaves, tokens, mask)
     assert got.shape == (5,)
-    np.testing.assert_allclose(got, _reference_scores(2, tokens, mask), rtol=1e-4, atol=1e-5)
+    sub.assert_close(got, _reference_scores(2, tokens, mask), rtol=1e-4, atol=1e-5)
 
 
 def test_last_token_score__differs_between_prefixes(sub):
@@ -182,5 +182,5 @@ def test_last_token_score__differs_between_prefixes(sub):
                        [True, True, True, False]])
     _, _, leaves = _params(4)
     got = sub.run(_scores, leaves, tokens, mask)
-    np.testing.assert_allclose(got, _reference_scores(4, tokens, mask), rtol=1e-4, atol=1e-5)
+    sub.assert_close(got, _reference_scores(4, tokens, mask), rtol=1e-4, atol=1e-5)
     assert len({round(float(x), 4) for x in got}) == 3

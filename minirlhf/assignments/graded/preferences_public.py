@@ -46,4 +46,4 @@ def _padded_and_short_scores():
 def test_last_token_score__right_padding_does_not_change_the_score(sub):
     padded, short = sub.run(_padded_and_short_scores)
     assert padded.shape == (1,)
-    np.testing.assert_allclose(padded, short, rtol=1e-5, atol=1e-6)
+    sub.assert_close(padded, short, rtol=1e-5, atol=1e-6)

@@ -51,8 +51,8 @@ def test_kl_rewards__random_against_numpy(sub, kind):
     for beta in (0.2, 0.03):
         rewards, kl = sub.rollout.kl_shaped_rewards(logp, ref, score, mask, beta, kind)
         want_r, want_kl = np_kl_rewards(logp, ref, score, mask, beta, kind)
-        np.testing.assert_allclose(kl, want_kl, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(rewards, want_r, rtol=1e-5, atol=1e-6)
+        sub.assert_close(kl, want_kl, rtol=1e-5, atol=1e-6)
+        sub.assert_close(rewards, want_r, rtol=1e-5, atol=1e-6)
 
 
 def _kl_rewards_jit(logp, ref, score, mask, beta):
@@ -68,9 +68,9 @@ def test_kl_rewards__traced_beta_under_jit_and_a_score_on_a_one_token_response(s
     logp, ref = rng.normal(size=(2,) + mask.shape) - 2
     score = rng.normal(size=mask.shape[0])
     got = sub.run(_kl_rewards_jit, logp, ref, score, mask, np.float32(0.05))
-    np.testing.assert_allclose(got, np_kl_rewards(logp, ref, score, mask, 0.05, "k1")[0],
+    sub.assert_close(got, np_kl_rewards(logp, ref, score, mask, 0.05, "k1")[0],
                                rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got[1, 0], -0.05 * (logp[1, 0] - ref[1, 0]) + score[1],
+    sub.assert_close(got[1, 0], -0.05 * (logp[1, 0] - ref[1, 0]) + score[1],
                                rtol=1e-5)
     assert np.all(got[~mask] == 0.0)
 
@@ -82,7 +82,7 @@ def test_kl_controller__against_the_formula(sub, target, horizon, clip):
         for kl in (0.0, 0.9 * target, target, 1.05 * target, 1.3 * target, 100.0):
             for n_steps in (1, 64, 100):
                 got = sub.run(_controller_update, target, horizon, clip, beta, kl, n_steps)
-                np.testing.assert_allclose(got, np_controller(target, horizon, clip, beta,
+                sub.assert_close(got, np_controller(target, horizon, clip, beta,
                                                               kl, n_steps), rtol=1e-5,
                                            err_msg=f"beta {beta}, KL {kl}, n {n_steps}")
 
@@ -106,8 +106,8 @@ def test_token_gae__random_against_numpy(sub, gamma, lam):
     adv, ret = sub.rollout.token_gae(rewards, values, mask, gamma, lam)
     want_adv, want_ret = np_token_gae(np.where(mask, rewards, 0.0),
                                       np.where(mask, values, 0.0), mask, gamma, lam)
-    np.testing.assert_allclose(adv, want_adv, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(ret, want_ret, rtol=1e-4, atol=1e-5)
+    sub.assert_close(adv, want_adv, rtol=1e-4, atol=1e-5)
+    sub.assert_close(ret, want_ret, rtol=1e-4, atol=1e-5)
     assert np.all(adv[~mask] == 0.0) and np.all(ret[~mask] == 0.0)
 
 
@@ -125,5 +125,5 @@ def test_token_gae__jit_and_full_length_responses(sub):
     rewards, values = rng.normal(size=(2, 3, 4))
     adv, ret = sub.run(_token_gae_jit, rewards, values, mask, 1.0, 0.9)
     want_adv, want_ret = np_token_gae(rewards, values, mask, 1.0, 0.9)
-    np.testing.assert_allclose(adv, want_adv, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(ret, want_ret, rtol=1e-4, atol=1e-5)
+    sub.assert_close(adv, want_adv, rtol=1e-4, atol=1e-5)
+    sub.assert_close(ret, want_ret, rtol=1e-4, atol=1e-5)

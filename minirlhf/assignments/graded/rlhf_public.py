@@ -15,8 +15,8 @@ def test_kl_rewards__by_hand(sub):
     mask = np.asarray([[True, True, False]])
     rewards, kl = sub.rollout.kl_shaped_rewards(logp, ref, np.asarray([3.0], np.float32),
                                                 mask, 0.1)
-    np.testing.assert_allclose(kl, [[0.5, -1.0, 0.0]], rtol=1e-6)
-    np.testing.assert_allclose(rewards, [[-0.05, 0.1 + 3.0, 0.0]], rtol=1e-6)
+    sub.assert_close(kl, [[0.5, -1.0, 0.0]], rtol=1e-6)
+    sub.assert_close(rewards, [[-0.05, 0.1 + 3.0, 0.0]], rtol=1e-6)
 
 
 def _controller_update(target, horizon, clip, beta, kl, n_steps):
@@ -40,5 +40,5 @@ def test_token_gae__one_response_by_hand(sub):
     mask = np.asarray([[True, True, False]])
     adv, ret = sub.rollout.token_gae(rewards, values, mask, 1.0, 1.0)
     # gamma = lam = 1: A_t = (sum of rewards from t) - V(s_t); the end is after token 1.
-    np.testing.assert_allclose(adv, [[0.5, 0.75, 0.0]], rtol=1e-6)
-    np.testing.assert_allclose(ret, [[1.0, 1.0, 0.0]], rtol=1e-6)
+    sub.assert_close(adv, [[0.5, 0.75, 0.0]], rtol=1e-6)
+    sub.assert_close(ret, [[1.0, 1.0, 0.0]], rtol=1e-6)

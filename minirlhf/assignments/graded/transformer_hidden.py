@@ -164,7 +164,7 @@ def test_kv_cache__padded_prefill_then_decode_equals_the_full_forward(sub, posit
     _, _, leaves = _model_params(positions, 3)
     got, valid = sub.run(_cached_logits, positions, leaves, tokens, mask, prefill)
     want = _reference_logits(positions, 3, tokens, mask)
-    np.testing.assert_allclose(got[mask], want[mask], atol=2e-5)
+    sub.assert_close(got[mask], want[mask], atol=2e-5)
     np.testing.assert_array_equal(valid[:, :7], mask)  # the cache knows which slots are real
     assert not valid[:, 7:].any()
 
@@ -194,7 +194,7 @@ def test_top_p__by_hand_edges(sub):
     # Temperature comes first: at 0.5 the top token's mass is 0.867 (0.665 at 1).
     x = sub.run(_filter, logits, temperature=0.5, top_p=0.8)
     np.testing.assert_array_equal(np.isfinite(x), [[False, True, False]])
-    np.testing.assert_allclose(x[0, 1], 6.0)
+    sub.assert_close(x[0, 1], 6.0)
     # Mass exactly at p after the first token: the first alone reaches it.
     half = np.log(np.asarray([[0.5, 0.25, 0.25]], np.float32))
     np.testing.assert_array_equal(np.isfinite(sub.run(_filter, half, top_p=0.5)),

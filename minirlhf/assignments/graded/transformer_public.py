@@ -45,7 +45,7 @@ def _prefill_and_steps():
 
 def test_kv_cache__prefill_equals_one_token_at_a_time(sub):
     prefill, steps = sub.run(_prefill_and_steps)
-    np.testing.assert_allclose(steps, prefill, atol=1e-5)
+    sub.assert_close(steps, prefill, atol=1e-5)
 
 
 def _filter(logits, temperature=1.0, top_k=0, top_p=1.0):

@@ -29,17 +29,17 @@ def _snippets(seed, B=5, Ta=7, Tb=7):
 def test_snippet_loss__masks_and_soft_labels_against_numpy(sub):
     ra, rb, ma, mb = _snippets(0)
     for p in (1.0, 0.8, 0.0):
-        np.testing.assert_allclose(sub.losses.trajectory_preference_loss(ra, rb, ma, mb, p),
+        sub.assert_close(sub.losses.trajectory_preference_loss(ra, rb, ma, mb, p),
                                    np_snippet_loss(ra, rb, ma, mb, p), rtol=1e-5)
     p = np.random.default_rng(1).random(5)  # one label per pair
-    np.testing.assert_allclose(sub.losses.trajectory_preference_loss(ra, rb, ma, mb, p),
+    sub.assert_close(sub.losses.trajectory_preference_loss(ra, rb, ma, mb, p),
                                np_snippet_loss(ra, rb, ma, mb, p), rtol=1e-5)
 
 
 def test_snippet_loss__snippets_of_different_lengths_and_an_empty_one(sub):
     ra, rb, ma, mb = _snippets(2, Ta=4, Tb=9)
     mb[0] = False  # an empty snippet sums to 0
-    np.testing.assert_allclose(sub.losses.trajectory_preference_loss(ra, rb, ma, mb),
+    sub.assert_close(sub.losses.trajectory_preference_loss(ra, rb, ma, mb),
                                np_snippet_loss(ra, rb, ma, mb), rtol=1e-5)
 
 
@@ -58,5 +58,5 @@ def test_snippet_loss__gradient_is_zero_off_the_masks(sub):
     assert np.all(ga[~ma] == 0.0) and np.all(gb[~mb] == 0.0)
     gap = (ra * ma).sum(1) - (rb * mb).sum(1)
     dgap = -(1 - 1 / (1 + np.exp(-gap))) / len(gap)  # d loss / d gap, per pair
-    np.testing.assert_allclose(ga, np.where(ma, dgap[:, None], 0.0), rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(gb, np.where(mb, -dgap[:, None], 0.0), rtol=1e-4, atol=1e-7)
+    sub.assert_close(ga, np.where(ma, dgap[:, None], 0.0), rtol=1e-4, atol=1e-7)
+    sub.assert_close(gb, np.where(mb, -dgap[:, None], 0.0), rtol=1e-4, atol=1e-7)
