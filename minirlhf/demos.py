@@ -24,6 +24,8 @@ The file is a NumPy .npz read without pickle, so users can bring their own demon
     returns  (D,) float32, optional: the true returns, for evaluation only
     rewards  (D, T) float32, optional: the true per-step rewards, for evaluation only
     source   (D,) float32, optional: where each came from (learner iteration, noise level)
+    terminated (D,) bool, optional: the episode reached a terminal state (a failure or a
+                                 goal), not its time limit; missing: length < T
     env      () str, optional: the task's id
 
 Notation: D demonstrations, T time steps, O observation size, A action size.
@@ -74,10 +76,18 @@ class Demonstrations:
     source: np.ndarray | None = None
     rewards: np.ndarray | None = None
     env: str = ""
+    terminated: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return int(self.obs.shape[0])
+
+    def ended(self) -> np.ndarray:
+        """(D,) bool: which demonstrations reached a terminal state (`terminated`, or where
+        it is missing, those shorter than the obs array's T)."""
+        if self.terminated is not None:
+            return np.asarray(self.terminated, bool)
+        return np.asarray(self.lengths) < self.obs.shape[1]
 
     def subset(self, index) -> "Demonstrations":
         """The demonstrations at `index` (an index array or a boolean mask)."""
@@ -85,7 +95,8 @@ class Demonstrations:
         return Demonstrations(obs=pick(self.obs), lengths=pick(self.lengths),
                               rank=pick(self.rank), actions=pick(self.actions),
                               returns=pick(self.returns), source=pick(self.source),
-                              rewards=pick(self.rewards), env=self.env)
+                              rewards=pick(self.rewards), env=self.env,
+                              terminated=pick(self.terminated))
 
 
 def validate_demos(demos: Demonstrations, obs_dim: int | None = None,
@@ -119,7 +130,7 @@ def validate_demos(demos: Demonstrations, obs_dim: int | None = None,
                          f"{rank.shape}")
     if D and not np.isfinite(obs[np.arange(T)[None, :] < lengths[:, None]]).all():
         raise ValueError(f"{where}: obs holds NaN or infinite values")
-    for name in ("returns", "source"):
+    for name in ("returns", "source", "terminated"):
         value = getattr(demos, name)
         if value is not None and np.asarray(value).shape != (D,):
             raise ValueError(f"{where}: {name} must have shape ({D},), got "
@@ -145,7 +156,7 @@ def save_demos(path: str | Path, demos: Demonstrations) -> None:
     arrays = {"obs": np.asarray(demos.obs, np.float32),
               "lengths": np.asarray(demos.lengths, np.int32),
               "rank": np.asarray(demos.rank, np.float64), "env": np.asarray(demos.env)}
-    for name in ("actions", "returns", "source", "rewards"):
+    for name in ("actions", "returns", "source", "rewards", "terminated"):
         if getattr(demos, name) is not None:
             arrays[name] = np.asarray(getattr(demos, name))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -184,7 +195,8 @@ def load_demos(path: str | Path, env: str | None = None, obs_dim: int | None = N
     demos = Demonstrations(obs=arrays["obs"].astype(np.float32), lengths=arrays["lengths"],
                            rank=arrays["rank"], actions=arrays.get("actions"),
                            returns=arrays.get("returns"), source=arrays.get("source"),
-                           rewards=arrays.get("rewards"), env=file_env or (env or ""))
+                           rewards=arrays.get("rewards"), env=file_env or (env or ""),
+                           terminated=arrays.get("terminated"))
     validate_demos(demos, obs_dim, str(path), min_ranks)
     return demos
 
@@ -197,7 +209,8 @@ class Episodes:
     """n episodes of a JAX task, padded to the time limit T (device arrays).
 
     obs (n, T, O) acted on; actions (n, T) or (n, T, A) as sampled; rewards (n, T) true
-    rewards; lengths (n,); returns (n,) the sum of each episode's rewards.
+    rewards; lengths (n,); returns (n,) the sum of each episode's rewards; terminated (n,)
+    bool, whether it ended in a terminal state rather than at the time limit.
     """
 
     obs: jax.Array
@@ -205,6 +218,7 @@ class Episodes:
     rewards: jax.Array
     lengths: jax.Array
     returns: jax.Array
+    terminated: jax.Array
 
 
 def rollout_episodes(env, act, key: jax.Array, n: int, params=None) -> Episodes:
@@ -231,15 +245,16 @@ def rollout_episodes(env, act, key: jax.Array, n: int, params=None) -> Episodes:
             next_obs, next_state, reward, terminated, truncated, _ = env.step(
                 step_key, state, action, params)
             live = ~done
-            out = (obs, action, jnp.where(live, reward, 0.0), live)
+            out = (obs, action, jnp.where(live, reward, 0.0), live, live & terminated)
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(done, b, a), new, old)
             return (keep(next_obs, obs), keep(next_state, state),
                     done | terminated | truncated), out
 
-        _, (obs, actions, rewards, live) = jax.lax.scan(
+        _, (obs, actions, rewards, live, ends) = jax.lax.scan(
             step, (obs, state, jnp.zeros((), bool)), jax.random.split(key, T))
         return Episodes(obs=obs, actions=actions, rewards=rewards,
-                        lengths=jnp.sum(live).astype(jnp.int32), returns=jnp.sum(rewards))
+                        lengths=jnp.sum(live).astype(jnp.int32), returns=jnp.sum(rewards),
+                        terminated=jnp.any(ends))
 
     return jax.vmap(episode)(jax.random.split(key, n))
 
@@ -384,7 +399,8 @@ def _capped(cfg: DemosConfig, cat, sources: list, final_return: float, T: int):
     demos = Demonstrations(obs=cat("obs")[keep], lengths=cat("lengths")[keep],
                            rank=rank[keep].astype(np.float64), actions=cat("actions")[keep],
                            returns=returns[keep], source=sources[keep],
-                           rewards=cat("rewards")[keep], env=cfg.env)
+                           rewards=cat("rewards")[keep], env=cfg.env,
+                           terminated=cat("terminated")[keep])
     info = {"cap": cfg.cap(), "all_returns": returns.tolist(), "kept": int(keep.sum()),
             "learner_final_return": final_return, "T": T}
     validate_demos(demos, where=f"demonstrations of {cfg.env} under the cap {cfg.cap():.1f}")
@@ -456,6 +472,10 @@ DEMO_PRESETS: dict[str, DemosConfig] = {
     "CartPole-v1": DemosConfig(env="CartPole-v1", learner_steps=100_000, snapshots=30),
     "Pendulum-v1": DemosConfig(env="Pendulum-v1", learner_steps=100_000, snapshots=30),
     "MountainCar-v0": DemosConfig(env="MountainCar-v0", snapshots=30, rank_by="progress"),
+    # ppo.PRESETS["acrobot"] passes the cap (-360) near 100k steps; five episodes per
+    # snapshot give a dozen demonstrations that swing up besides the ones at -500.
+    "Acrobot-v1": DemosConfig(env="Acrobot-v1", learner_steps=100_000, snapshots=30,
+                              episodes=5),
     # Through the bridge (about 1,000 steps/s on 2 cores): ppo.PRESETS["hopper"] passes the
     # cap (1,279) near 300k steps; stopping it at 200k keeps most snapshots well under.
     "Hopper-v5": DemosConfig(env="Hopper-v5", learner_steps=200_000, snapshots=30),

@@ -128,12 +128,36 @@ def noise_ranked_demos(cfg: DREXConfig, env, act, key: jax.Array,
     ranked = Demonstrations(obs=flat(eps.obs), lengths=flat(eps.lengths).astype(np.int32),
                             rank=-noise, actions=flat(eps.actions), returns=flat(eps.returns),
                             source=noise.astype(np.float32), rewards=flat(eps.rewards),
-                            env=env.name)
+                            env=env.name, terminated=flat(eps.terminated).astype(bool))
     if cfg.include_demos and demos is not None:
         ranked = concat_demos(ranked, demos, rank=1.0)
     info = {"noise": levels.tolist(),
             "mean_return": np.asarray(eps.returns).mean(axis=1).tolist()}
     return ranked, info
+
+
+def check_noise_ranking(info: dict, min_trend: float = -0.5) -> None:
+    """Raise ValueError unless the true return falls with the noise (D-REX's premise):
+    the correlation of each level's mean return with its epsilon must be at most
+    `min_trend`. Otherwise the noise rankings rank nothing, and a reward learned from
+    them would be noise that PPO then optimises.
+
+    Args:
+        info: noise_ranked_demos' info ("noise" and "mean_return", (K,) each).
+    """
+    noise, returns = np.asarray(info["noise"]), np.asarray(info["mean_return"])
+    spread = np.ptp(returns) if len(returns) else 0.0
+    trend = float(np.corrcoef(noise, returns)[0, 1]) if spread > 0 and len(noise) > 1 \
+        else float("nan")
+    if not trend <= min_trend:
+        raise ValueError(
+            f"D-REX: the cloned policy's return does not fall with the noise (returns "
+            f"{returns[0]:.1f} at epsilon {noise[0]:.2f} to {returns[-1]:.1f} at "
+            f"{noise[-1]:.2f}; correlation with epsilon "
+            f"{'undefined, every level scores the same' if np.isnan(trend) else f'{trend:+.2f}'}"
+            f", expected at most {min_trend}), so the noise rankings rank nothing. Clone a better policy "
+            "(more or better demonstrations, DREXConfig.bc) or rank the demonstrations "
+            "and use T-REX.")
 
 
 def concat_demos(ranked: Demonstrations, extra: Demonstrations, rank: float) -> Demonstrations:
@@ -150,4 +174,5 @@ def concat_demos(ranked: Demonstrations, extra: Demonstrations, rank: float) -> 
         actions=cat(pad(ranked.actions), pad(extra.actions)),
         returns=cat(ranked.returns, extra.returns),
         source=cat(ranked.source, np.zeros(n, np.float32)),
-        rewards=cat(pad(ranked.rewards), pad(extra.rewards)), env=ranked.env)
+        rewards=cat(pad(ranked.rewards), pad(extra.rewards)), env=ranked.env,
+        terminated=cat(ranked.ended(), extra.ended()))

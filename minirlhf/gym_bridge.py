@@ -164,7 +164,7 @@ class ScaleReward:
 class LearnedRewardHost:
     """A host vector env whose reward is replaced by a learned one, r_t = reward(s_t, a_t)
     of the observations acted on and the actions taken (the host twin of
-    `trex.LearnedReward`). Dynamics, episode ends and the reported episode returns (counted
+    `learned_reward.LearnedReward`). Dynamics, episode ends and the reported episode returns (counted
     by HostVecEnv from the true rewards) are untouched.
 
     Args:
@@ -306,7 +306,7 @@ def host_episodes(env_id: str, act, key: jax.Array, n: int, seed: int) -> dict:
             `demos.agent_policy`). seed: the environments' reset seed.
     Returns:
         {"obs" (n, T, O) acted on, "actions", "rewards" (n, T) true rewards (0 after each
-        end), "lengths" (n,), "returns" (n,)}.
+        end), "lengths" (n,), "returns" (n,), "terminated" (n,) bool}.
     """
     T = max_episode_steps(env_id)
     env = HostVecEnv(env_id, n, seed)
@@ -314,6 +314,7 @@ def host_episodes(env_id: str, act, key: jax.Array, n: int, seed: int) -> dict:
     try:
         obs = env.reset()
         done = np.zeros(n, bool)
+        terminated = np.zeros(n, bool)
         record = {"obs": [], "actions": [], "rewards": [], "live": []}
         for t in range(T):
             action = np.asarray(act(obs, jax.random.fold_in(key, t)))
@@ -324,6 +325,7 @@ def host_episodes(env_id: str, act, key: jax.Array, n: int, seed: int) -> dict:
                                 ("rewards", np.where(done, 0.0, out.reward)),
                                 ("live", ~done)):
                 record[name].append(value)
+            terminated = terminated | (~done & out.terminated)
             done = done | out.terminated | out.truncated
             obs = out.obs
             if done.all():
@@ -336,4 +338,5 @@ def host_episodes(env_id: str, act, key: jax.Array, n: int, seed: int) -> dict:
     arrays["rewards"] = arrays["rewards"].astype(np.float32)
     arrays["lengths"] = live.sum(1).astype(np.int32)
     arrays["returns"] = arrays["rewards"].sum(1)
+    arrays["terminated"] = terminated
     return arrays
