@@ -74,7 +74,7 @@ def train_agents(cfg: PPOConfig, out: str | Path, wrap=None, wrap_args=None,
         wrap: (env, arg) -> env, a wrapper around the task, e.g. a learned reward, and
             wrap_args a pytree whose leaves have a leading axis of cfg.num_seeds: agent i
             trains on wrap(env, wrap_args[i]). On a JAX task env is the AutoReset task
-            (trex.LearnedReward; AutoReset inside it keeps logging the task's own return)
+            (learned_reward.LearnedReward; AutoReset inside it keeps logging the task's own return)
             and all agents run in one vmap; through the bridge env is the HostVecEnv
             (gym_bridge.LearnedRewardHost; it counts the true returns).
         lines: horizontal reference lines on the learning curve, {label: return}.

@@ -20,18 +20,28 @@ What the paper's code does and this module does too:
   thousands of different comparisons.
 * **Learning from observation**: r_theta(s) sees observations only (optionally actions).
 * **An ensemble** of independently trained reward networks, averaged.
-* **The reward's offset matters for RL and is not learned.** Bradley-Terry only sees
-  differences of returns of equal-length snippets, so r + c fits as well as r. On a task
-  whose episode ends early, the sign of the reward decides whether the agent wants to live
-  or to die. The Atari code feeds PPO sigmoid(r) (always positive: living is good, right
-  when ending the episode means failing, as in CartPole); for MountainCar, where ending the
-  episode means reaching the goal, sigmoid(r) - 1 (always negative: every step costs). On
-  a task that never ends early (Pendulum) the offset does nothing; the reward is
-  standardised. Rewards are standardised over the demonstrations' states first, so the
-  sigmoid sees values of order 1.
+
+What this module adds: **the reward's offset is learned from how episodes end.**
+Bradley-Terry on equal-length snippets sees only differences of sums, so r + c fits them as
+well as r; yet on a task whose episode can end early the offset decides everything: a
+positive per-step reward teaches the agent to stay alive, a negative one to end the
+episode. That is the survival bias of learned rewards (Kostrikov et al. 2019,
+"Discriminator-Actor-Critic"): a sign picked by hand (the Atari code's sigmoid(r), always
+positive) can win on its own. Following Kostrikov et al., an episode that reached a
+terminal state goes on in an *absorbing state* whose reward r_abs is one more learned
+parameter. Within each ranked pair a terminated demonstration is extended with absorbing
+steps to the other's length, so snippets may run past its end; the loss then compares
+living steps with absorbing ones, which a common c no longer cancels in: what is learned is
+r(s) - r_abs. PPO receives that difference (scaled so that a typical demonstration step
+is worth 1); after a terminal step the episode gets 0 forever, which is exactly
+r_abs - r_abs. Where longer demonstrations rank higher (CartPole) r(s) > r_abs comes out
+and living is good; where shorter ones do (Acrobot, reaching the goal sooner) every step
+costs. Where no ranked pair has a terminated demonstration (Pendulum never terminates) the
+offset is not identified and PPO gets the reward centred on the demonstrations' mean.
+A fixed transform (sigmoid, sigmoid - 1) remains an option, as a prior the user supplies.
 
     spec, models, history = train_reward(TREXConfig(), demos, env)   # one per seed
-    env_rl = learned_reward_env(AutoReset(env), spec, seed_model(models, 0))  # r_theta
+    r = rl_reward(spec, seed_model(models, 0), obs)   # what PPO receives (learned_reward.py)
 
 Notation: D demonstrations, T steps, O observation size, I reward-net input size, B pairs
 per step, L snippet length (at most S = snippet_max), M ensemble members.
@@ -41,7 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -52,11 +62,14 @@ from flax import nnx, struct
 from minirlhf.configs import check_positive_ints
 from minirlhf.demos import Demonstrations
 from minirlhf.losses import trajectory_preference_loss
-from minirlhf.normalize import RunningStats, normalize
+from minirlhf.learned_reward import (RewardNet, RewardSpec, absorbing_reward, calibrate,
+                                     raw_rewards)
+from minirlhf.normalize import RunningStats
 from minirlhf.ppo import PRESETS as PPO_PRESETS
 from minirlhf.ppo import PPOConfig
 
-Transform = Literal["sigmoid", "negative_sigmoid", "standardize"]
+Transform = Literal["learned", "sigmoid", "negative_sigmoid", "standardize"]
+TRANSFORMS = ("learned", "sigmoid", "negative_sigmoid", "standardize")
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,7 @@ class TREXConfig:
     """The task: a JAX one (see minirlhf.envs.GYM_TASKS) or a gymnasium id (the bridge)."""
     seed: int = 0
     """Seed of the first run; run i uses seed + i (reward nets, snippets and PPO)."""
-    num_seeds: int = 3
+    num_seeds: int = 5
     """Independent runs (reward learning and RL), reported as mean +- std."""
     demos: str = ""
     """A demonstrations file (.npz, see minirlhf.demos); empty: make them with the task's
@@ -96,15 +109,23 @@ class TREXConfig:
     held_out: float = 0.2
     """Share of demonstrations kept out of reward learning, to measure how well the
     learned return ranks demonstrations it never saw."""
-    reward_transform: Transform = "sigmoid"
-    """What PPO receives (see the module docstring): sigmoid(r) (living is good), sigmoid(r)
-    - 1 (every step costs; for tasks whose episode ends at the goal) or r standardised."""
+    reward_transform: Transform = "learned"
+    """What PPO receives (see the module docstring): 'learned', r(s) - r_abs with the
+    offset learned from how the demonstrations end; or a prior the user supplies on the
+    standardised reward: 'sigmoid' (living is good), 'negative_sigmoid' (every step costs)
+    or 'standardize' (mean 0 over the demonstrations)."""
+    controls: bool = True
+    """Also run the controls (see demo_controls): PPO with the same settings on a constant
+    reward of each sign, on an untrained reward network, and on the reward learned from the
+    reversed rankings; the verdict compares the policy with each."""
+    eval_episodes: int = 20
+    """Episodes each final policy (and each cloned one) is scored on, acting greedily."""
     rl: PPOConfig = field(default_factory=lambda: PPO_PRESETS["cartpole"])
     """PPO on the learned reward (its env, seed and num_seeds are set from this config)."""
 
     def __post_init__(self):
         check_positive_ints(self, "num_seeds", "hidden", "depth", "ensemble", "steps",
-                            "batch_pairs", "snippet_min", "snippet_max")
+                            "batch_pairs", "snippet_min", "snippet_max", "eval_episodes")
         if self.snippet_min > self.snippet_max:
             raise ValueError(f"TREXConfig.snippet_min={self.snippet_min} is above "
                              f"snippet_max={self.snippet_max}")
@@ -113,89 +134,14 @@ class TREXConfig:
         if not self.lr > 0 or self.weight_decay < 0:
             raise ValueError(f"TREXConfig.lr must be > 0 and weight_decay >= 0, got "
                              f"{self.lr!r} and {self.weight_decay!r}")
-        if self.reward_transform not in ("sigmoid", "negative_sigmoid", "standardize"):
-            raise ValueError(f"TREXConfig.reward_transform must be sigmoid, negative_sigmoid "
-                             f"or standardize, got {self.reward_transform!r}")
+        if self.reward_transform not in TRANSFORMS:
+            raise ValueError(f"TREXConfig.reward_transform must be one of {TRANSFORMS}, got "
+                             f"{self.reward_transform!r}")
 
     def rl_config(self) -> PPOConfig:
         """The PPO settings of the RL stage, on this task, seeds and number of runs."""
         return dataclasses.replace(self.rl, env=self.env, seed=self.seed,
                                    num_seeds=self.num_seeds)
-
-
-# --- the reward network ------------------------------------------------------------------
-
-
-class RewardNet(nnx.Module):
-    """r_theta: an MLP from one step's input (I,) to a scalar reward."""
-
-    def __init__(self, in_dim: int, hidden: int, depth: int, rngs: nnx.Rngs):
-        sizes = [in_dim] + [hidden] * depth
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
-        self.out = nnx.Linear(sizes[-1], 1, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for layer in self.layers:
-            x = nnx.relu(layer(x))
-        return self.out(x)[..., 0]
-
-
-@struct.dataclass
-class RewardSpec:
-    """What the reward function needs to know about its inputs (static, hashable)."""
-
-    graphdef: Any = struct.field(pytree_node=False)
-    action_dim: int = struct.field(pytree_node=False)  # 0: observations only
-    discrete: bool = struct.field(pytree_node=False)
-    transform: str = struct.field(pytree_node=False)
-
-
-@struct.dataclass
-class RewardModel:
-    """The learned reward's arrays: M ensemble members' parameters (leading axis M), the
-    observation statistics its inputs are normalised by, and each member's mean and std
-    over the training demonstrations' steps (to standardise it)."""
-
-    params: Any
-    obs_stats: RunningStats
-    mean: jax.Array  # (M,)
-    std: jax.Array  # (M,)
-
-
-def reward_inputs(obs: jax.Array, actions: jax.Array | None, spec: RewardSpec) -> jax.Array:
-    """(..., O) observations [and (...,) or (..., A) actions] -> (..., I) network inputs."""
-    if not spec.action_dim:
-        return obs
-    if spec.discrete:
-        actions = jax.nn.one_hot(actions, spec.action_dim)
-    return jnp.concatenate([obs, actions.astype(obs.dtype)], axis=-1)
-
-
-def raw_rewards(spec: RewardSpec, params, stats: RunningStats, obs: jax.Array,
-                actions: jax.Array | None) -> jax.Array:
-    """(..., ) per-step outputs of one reward network (obs normalised by `stats`)."""
-    x = reward_inputs(normalize(stats, obs), actions, spec)
-    return nnx.merge(spec.graphdef, params)(x)
-
-
-def standardized_reward(spec: RewardSpec, model: RewardModel, obs: jax.Array,
-                        actions: jax.Array | None = None) -> jax.Array:
-    """(...,) the ensemble's reward: the mean over members of (r_m - mean_m) / std_m."""
-    r = jax.vmap(lambda p: raw_rewards(spec, p, model.obs_stats, obs, actions))(model.params)
-    shape = (-1,) + (1,) * (r.ndim - 1)
-    return jnp.mean((r - model.mean.reshape(shape)) / model.std.reshape(shape), axis=0)
-
-
-def rl_reward(spec: RewardSpec, model: RewardModel, obs: jax.Array,
-              actions: jax.Array | None = None) -> jax.Array:
-    """(...,) the reward PPO receives: the standardised reward, transformed (see the module
-    docstring for why the transform, not the data, sets its sign)."""
-    r = standardized_reward(spec, model, obs, actions)
-    if spec.transform == "sigmoid":
-        return jax.nn.sigmoid(r)
-    if spec.transform == "negative_sigmoid":
-        return jax.nn.sigmoid(r) - 1.0
-    return r
 
 
 # --- snippets ----------------------------------------------------------------------------
@@ -221,7 +167,8 @@ def ranked_pairs(rank: np.ndarray) -> np.ndarray:
 
 
 def sample_snippets(key: jax.Array, pairs: jax.Array, lengths: jax.Array, n: int,
-                    snippet_min: int, snippet_max: int) -> Snippets:
+                    snippet_min: int, snippet_max: int,
+                    ended: jax.Array | None = None) -> Snippets:
     """Draw n snippet pairs as T-REX does (Brown et al. 2019, appendix; their Atari code):
 
     a ranked pair (i worse, j better) uniformly from `pairs`; a length L uniform in
@@ -229,13 +176,22 @@ def sample_snippets(key: jax.Array, pairs: jax.Array, lengths: jax.Array, n: int
     t_i uniform in [0, min(len_i, len_j) - L]; the better one's t_j uniform in
     [t_i, len_j - L] -- never earlier than the worse one's.
 
+    With `ended`, a demonstration that reached a terminal state counts, within its pair, as
+    long as the other one (its absorbing steps fill the rest; see the module docstring), so
+    a snippet may run past its end.
+
     Args:
         pairs: (P, 2) int32 (worse, better) indices. lengths: (D,) int32.
+        ended: (D,) bool, which demonstrations reached a terminal state, or None.
     """
     pair_key, len_key, wi_key, bj_key = jax.random.split(key, 4)
     pair = pairs[jax.random.randint(pair_key, (n,), 0, pairs.shape[0])]
     worse, better = pair[:, 0], pair[:, 1]
     len_w, len_b = lengths[worse], lengths[better]
+    if ended is not None:
+        longer = jnp.maximum(len_w, len_b)
+        len_w = jnp.where(ended[worse], longer, len_w)
+        len_b = jnp.where(ended[better], longer, len_b)
     shortest = jnp.minimum(len_w, len_b)
     length = jnp.minimum(jax.random.randint(len_key, (n,), snippet_min, snippet_max + 1),
                          shortest)
@@ -250,7 +206,8 @@ def sample_snippets(key: jax.Array, pairs: jax.Array, lengths: jax.Array, n: int
 
 
 def snippet_windows(snippets: Snippets, max_len: int, T: int):
-    """(B, S) step indices of each pair's two snippets and the (B, S) mask of real steps."""
+    """(B, S) step indices of each pair's two snippets and the (B, S) mask of the steps
+    each snippet has (its first L)."""
     offsets = jnp.arange(max_len)[None, :]
     mask = offsets < snippets.length[:, None]
     steps_w = jnp.minimum(snippets.start_worse[:, None] + offsets, T - 1)
@@ -259,22 +216,28 @@ def snippet_windows(snippets: Snippets, max_len: int, T: int):
 
 
 def trex_loss(spec: RewardSpec, params, stats: RunningStats, obs: jax.Array,
-              actions: jax.Array | None, snippets: Snippets, max_len: int):
+              actions: jax.Array | None, lengths: jax.Array, snippets: Snippets,
+              max_len: int):
     """The T-REX loss of one reward network on B snippet pairs, and its accuracy.
 
-    loss = -mean log sigma(sum_{t in snip_better} r(s_t) - sum_{t in snip_worse} r(s_t)).
+    loss = -mean log sigma(sum_{t in snip_better} r(s_t) - sum_{t in snip_worse} r(s_t)),
+
+    where a step past a demonstration's end (its length) is the absorbing state, r = r_abs.
 
     Args:
         obs: (D, T, O) demonstrations. actions: (D, T) or (D, T, A), or None.
+        lengths: (D,) int32 steps of each demonstration.
     Returns:
         (loss, accuracy): accuracy is the share of pairs whose better snippet scores higher.
     """
     T = obs.shape[1]
     steps_w, steps_b, mask = snippet_windows(snippets, max_len, T)
+    r_abs = absorbing_reward(spec, params)
 
     def rewards(demo, steps):  # (B,), (B, S) -> (B, S)
         act = None if actions is None else actions[demo[:, None], steps]
-        return raw_rewards(spec, params, stats, obs[demo[:, None], steps], act)
+        r = raw_rewards(spec, params, stats, obs[demo[:, None], steps], act)
+        return jnp.where(steps < lengths[demo][:, None], r, r_abs)
 
     r_b, r_w = rewards(snippets.better, steps_b), rewards(snippets.worse, steps_w)
     loss = trajectory_preference_loss(r_b, r_w, mask, mask)
@@ -318,6 +281,7 @@ def make_reward_trainer(cfg: TREXConfig, spec: RewardSpec, demos: Demonstrations
     actions = jnp.asarray(demos.actions) if spec.action_dim else None
     pairs = jnp.asarray(ranked_pairs(demos.rank))
     lengths = jnp.asarray(demos.lengths, jnp.int32)
+    ended = jnp.asarray(demos.ended())
     stats = demo_stats(demos)
     optimizer = optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -325,9 +289,10 @@ def make_reward_trainer(cfg: TREXConfig, spec: RewardSpec, demos: Demonstrations
         def step(carry, key):
             params, opt_state = carry
             snippets = sample_snippets(key, pairs, lengths, cfg.batch_pairs, cfg.snippet_min,
-                                       cfg.snippet_max)
+                                       cfg.snippet_max, ended)
             (loss, acc), grads = jax.value_and_grad(
-                lambda p: trex_loss(spec, p, stats, obs, actions, snippets, cfg.snippet_max),
+                lambda p: trex_loss(spec, p, stats, obs, actions, lengths, snippets,
+                                    cfg.snippet_max),
                 has_aux=True)(params)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), (loss, acc)
@@ -371,118 +336,20 @@ def train_reward(cfg: TREXConfig, demos: Demonstrations, env,
                             for s in seeds])
     params, losses, accs = train(params, keys)
     per_seed = lambda x: x.reshape((len(seeds), M) + x.shape[1:])
-    models = [calibrate(spec, jax.tree.map(lambda x: per_seed(x)[i], params), stats, demos)
+    learned = offset_identified(demos)
+    models = [calibrate(spec, jax.tree.map(lambda x: per_seed(x)[i], params), stats, demos,
+                        learned)
               for i in range(len(seeds))]
     models = jax.tree.map(lambda *xs: jnp.stack(xs), *models)
     return spec, models, {"loss": np.asarray(per_seed(losses)).mean(1),
                           "accuracy": np.asarray(per_seed(accs)).mean(1)}
 
 
-def seed_model(models: RewardModel, i: int) -> RewardModel:
-    """Seed i's RewardModel out of train_reward's stacked models."""
-    return jax.tree.map(lambda x: x[i], models)
-
-
-def calibrate(spec: RewardSpec, params, stats: RunningStats,
-              demos: Demonstrations) -> RewardModel:
-    """A RewardModel whose members are standardised over the demonstrations' real steps."""
-    mask = np.arange(demos.obs.shape[1])[None, :] < demos.lengths[:, None]
-    obs = jnp.asarray(demos.obs[mask])
-    actions = None
-    if spec.action_dim:
-        actions = jnp.asarray(np.asarray(demos.actions)[mask])
-    r = jax.vmap(lambda p: raw_rewards(spec, p, stats, obs, actions))(params)  # (M, N)
-    return RewardModel(params=params, obs_stats=stats, mean=jnp.mean(r, axis=1),
-                       std=jnp.maximum(jnp.std(r, axis=1), 1e-6))
-
-
-# --- evaluation ------------------------------------------------------------------------------
-
-
-def learned_returns(spec: RewardSpec, model: RewardModel, demos: Demonstrations) -> np.ndarray:
-    """(D,) each demonstration's learned return: sum over its steps of the standardised
-    reward (the quantity Bradley-Terry compared, before the RL transform)."""
-    actions = jnp.asarray(demos.actions) if spec.action_dim else None
-    r = standardized_reward(spec, model, jnp.asarray(demos.obs), actions)  # (D, T)
-    mask = np.arange(demos.obs.shape[1])[None, :] < demos.lengths[:, None]
-    return np.asarray(jnp.sum(jnp.where(mask, r, 0.0), axis=1))
-
-
-def ranking_accuracy(scores: np.ndarray, rank: np.ndarray) -> float:
-    """Share of demonstration pairs of different rank that `scores` order like `rank`."""
-    pairs = ranked_pairs(rank)
-    if not len(pairs):
-        return float("nan")
-    return float(np.mean(scores[pairs[:, 1]] > scores[pairs[:, 0]]))
-
-
-def correlation(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation (NaN when either side is constant)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 2 or x.std() == 0 or y.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
-
-
-# --- RL on the learned reward ----------------------------------------------------------------
-
-
-@struct.dataclass
-class LearnedRewardState:
-    """The wrapped task's state and the observation the agent acts on next."""
-
-    inner: Any
-    obs: jax.Array
-
-
-class LearnedReward:
-    """A task whose reward is replaced by a learned one: r_t = reward(s_t, a_t) of the
-    observation acted on and the action taken, so an episode's learned return is the sum
-    that T-REX's loss compared. Dynamics, termination, truncation and `info` (AutoReset's
-    true episode returns included) are the wrapped task's, untouched; the true reward is
-    kept in ``info["true_reward"]``. Pure, jittable and vmappable like the task itself.
-
-    Wrap an AutoReset task (LearnedReward(AutoReset(env), fn)) so that AutoReset keeps
-    counting true returns for evaluation.
-
-    Args:
-        env: the task. reward: (obs (O,), action) -> () float32.
-    """
-
-    def __init__(self, env, reward: Callable[[jax.Array, jax.Array], jax.Array]):
-        self.env = env
-        self.reward = reward
-
-    def __getattr__(self, name):  # spaces, default_params, render, discrete (see AutoReset)
-        if name in ("env", "reward"):
-            raise AttributeError(name)
-        return getattr(self.env, name)
-
-    def reset(self, key: jax.Array, params):
-        obs, state = self.env.reset(key, params)
-        return obs, LearnedRewardState(inner=state, obs=obs)
-
-    def step(self, key: jax.Array, state: LearnedRewardState, action: jax.Array, params):
-        obs, inner, true_reward, terminated, truncated, info = self.env.step(
-            key, state.inner, action, params)
-        reward = self.reward(state.obs, action).astype(jnp.float32)
-        info = dict(info, true_reward=true_reward)
-        return obs, LearnedRewardState(inner=inner, obs=obs), reward, terminated, truncated, info
-
-
-def learned_reward_env(env, spec: RewardSpec, model: RewardModel) -> LearnedReward:
-    """`env` (AutoReset-wrapped) with its reward replaced by the T-REX reward for PPO."""
-    use_actions = bool(spec.action_dim)
-    return LearnedReward(env, lambda obs, action: rl_reward(
-        spec, model, obs, action if use_actions else None))
-
-
-def learned_reward_host(spec: RewardSpec, model: RewardModel):
-    """env -> env: a host vector env (gymnasium bridge, e.g. Hopper-v5) with its reward
-    replaced by the T-REX reward for PPO (`gym_bridge.LearnedRewardHost`); the host twin
-    of `learned_reward_env`."""
-    from minirlhf.gym_bridge import LearnedRewardHost
-
-    use_actions = bool(spec.action_dim)
-    return lambda env: LearnedRewardHost(env, lambda obs, action: rl_reward(
-        spec, model, obs, action if use_actions else None))
+def offset_identified(demos: Demonstrations) -> bool:
+    """Whether the demonstrations teach r_abs: some ranked pair has a terminated
+    demonstration shorter than the other, so that snippets reach its absorbing steps."""
+    pairs = ranked_pairs(demos.rank)
+    lengths, ended = np.asarray(demos.lengths), demos.ended()
+    first, second = pairs[:, 0], pairs[:, 1]
+    return bool(np.any((ended[first] & (lengths[first] < lengths[second]))
+                       | (ended[second] & (lengths[second] < lengths[first]))))
