@@ -29,20 +29,20 @@ from minirlhf.bc import BCConfig, bc_policy, train_bc
 from minirlhf.checkpoint import Checkpointer
 from minirlhf.configs import to_dict
 from minirlhf.demos import (DEMO_PRESETS, BridgeTask, Demonstrations, DemosConfig, _learner,
-                            load_demos, make_demos, save_demos, task_episodes)
-from minirlhf.drex import DREXConfig, best_demos, noise_ranked_demos
-from minirlhf.gym_train import train_agents
+                            load_demos, make_demos, save_demos)
+from minirlhf.drex import DREXConfig, best_demos, check_noise_ranking, noise_ranked_demos
 from minirlhf.logging import MetricsWriter, atomic_write_text, save_figure, say
 from minirlhf.ppo import PPOConfig, action_bounds
-from minirlhf.trex import (TREXConfig, correlation, learned_returns, learned_reward_env,
-                           learned_reward_host, ranking_accuracy, rl_reward, sample_snippets, seed_model,
-                           snippet_windows, split_demos, train_reward)
+from minirlhf.demo_controls import (beats, eval_key, evaluate_policy, ppo_on_reward,
+                                    run_controls, verdict)
+from minirlhf.learned_reward import (correlation, learned_returns, ranking_accuracy,
+                                     rl_reward, rl_step_rewards, seed_model,
+                                     snippet_correlation)
+from minirlhf.trex import (TREXConfig, offset_identified, sample_snippets, snippet_windows,
+                           split_demos, train_reward)
 
-# Per task: the transform that gives the learned reward the right sign for the task's
-# episode ends (see trex.py), and the PPO settings that learn the task.
-_TRANSFORM = {"CartPole-v1": "sigmoid", "Acrobot-v1": "negative_sigmoid",
-              "MountainCar-v0": "negative_sigmoid", "Pendulum-v1": "standardize",
-              "Hopper-v5": "sigmoid", "HalfCheetah-v5": "standardize"}
+# Per task, the PPO settings that learn it on the learned reward (no per-task reward sign:
+# the offset is learned, see trex.py).
 _RL_STEPS = {"CartPole-v1": 200_000, "Pendulum-v1": 400_000}
 # MountainCar's demonstrations all last 200 steps and differ in how they swing: longer
 # snippets see more of a swing (learned/true correlation 0.86 with 50 steps, 0.90 with 100).
@@ -54,8 +54,7 @@ def trex_preset(env: str, cls=TREXConfig, **changes):
     rl = _learner(env)
     if env in _RL_STEPS:
         rl = dataclasses.replace(rl, total_steps=_RL_STEPS[env])
-    return cls(env=env, reward_transform=_TRANSFORM.get(env, "standardize"), rl=rl,
-               **{**_CHANGES.get(env, {}), **changes})
+    return cls(env=env, rl=rl, **{**_CHANGES.get(env, {}), **changes})
 
 
 def drex_preset(env: str, **changes) -> DREXConfig:
@@ -132,10 +131,6 @@ def _true_scale(demos: Demonstrations) -> tuple[np.ndarray, str]:
     return np.asarray(demos.rank), "rank"
 
 
-def _evaluate_policy(env, act, key, episodes: int = 20) -> float:
-    return float(np.mean(task_episodes(env, act, key, episodes).returns))
-
-
 def _behavioural_cloning(cfg: TREXConfig, demos: Demonstrations, env, seeds: list[int]):
     """(per-seed returns of a policy cloned from `demos`, the cloned policies)."""
     if demos.actions is None:
@@ -145,9 +140,9 @@ def _behavioural_cloning(cfg: TREXConfig, demos: Demonstrations, env, seeds: lis
     for s in seeds:
         graphdef, params, stats, _ = train_bc(dataclasses.replace(bc_cfg, seed=s), demos, env)
         greedy = cfg.bc_greedy if isinstance(cfg, DREXConfig) else True
-        act = bc_policy(graphdef, params, stats, action_bounds(env), greedy=greedy)
-        policies.append(act)
-        returns.append(_evaluate_policy(env, act, jax.random.key(10_000 + s)))
+        policies.append(bc_policy(graphdef, params, stats, action_bounds(env), greedy=greedy))
+        scored = bc_policy(graphdef, params, stats, action_bounds(env), greedy=True)
+        returns.append(evaluate_policy(env, scored, cfg.eval_episodes, eval_key(cfg)))
     return returns, policies
 
 
@@ -189,6 +184,7 @@ def run_drex(cfg: DREXConfig, out: str | Path, echo=say) -> dict:
     for eps, ret in zip(noise["noise"], noise["mean_return"]):
         echo(f"  noise {eps:.2f}: mean return {ret:.1f}")
     _plot_noise(noise, bc_returns[0], out / "noise_vs_return.png", cfg.env)
+    check_noise_ranking(noise)
     return _learn_and_rl(cfg, env, ranked, given, out, seeds, bc_returns, timing, echo,
                          {"method": "D-REX", "noise": noise})
 
@@ -209,8 +205,9 @@ def _plot_noise(noise: dict, bc_return: float, path: Path, env: str) -> None:
 def _learn_and_rl(cfg: TREXConfig, env, ranked: Demonstrations, shown: Demonstrations,
                   out: Path, seeds: list[int], bc_returns: list[float], timing: dict, echo,
                   extra: dict) -> dict:
-    """Reward learning on `ranked`, PPO on the learned rewards, plots and the summary.
-    `shown` are the demonstrations the policy is compared with (the best of them)."""
+    """Reward learning on `ranked`, PPO on the learned rewards, the controls
+    (demo_controls), plots and the summary. `shown` are the demonstrations the policy is
+    compared with (the best of them)."""
     method = extra["method"]
     if cfg.use_actions and ranked.actions is None:
         raise ValueError("TREXConfig.use_actions=True needs demonstrations with actions")
@@ -218,10 +215,12 @@ def _learn_and_rl(cfg: TREXConfig, env, ranked: Demonstrations, shown: Demonstra
     atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
     save_demos(out / "demos.npz", ranked)
     train_idx, held_idx = split_demos(ranked, cfg.held_out, cfg.seed)
+    train = ranked.subset(train_idx)
+    learned_offset = cfg.reward_transform == "learned" and offset_identified(train)
     echo(f"{method}: learning {cfg.num_seeds} x {cfg.ensemble} reward networks from "
          f"{len(train_idx)} ranked demonstrations ({len(held_idx)} held out)")
     start = time.time()
-    spec, models, history = train_reward(cfg, ranked.subset(train_idx), env, seeds)
+    spec, models, history = train_reward(cfg, train, env, seeds)
     jax.block_until_ready(models)
     timing["reward_learning_s"] = time.time() - start
     writer = MetricsWriter(out / "metrics.jsonl")
@@ -231,16 +230,8 @@ def _learn_and_rl(cfg: TREXConfig, env, ranked: Demonstrations, shown: Demonstra
             writer.write(step + 1, seed=seed, loss=float(history["loss"][i, step]),
                          accuracy=float(history["accuracy"][i, step]))
     truth, truth_name = _true_scale(ranked)
-    per_seed = []
-    for i in range(len(seeds)):
-        model = seed_model(models, i)
-        rl_sum = _rl_returns(spec, model, ranked)
-        per_seed.append({
-            "correlation": correlation(rl_sum, truth),
-            "correlation_offset_free": correlation(learned_returns(spec, model, ranked), truth),
-            "held_out_accuracy": ranking_accuracy(learned_returns(spec, model, ranked)[held_idx],
-                                                  ranked.rank[held_idx]),
-            "final_snippet_accuracy": float(np.mean(history["accuracy"][i, -50:]))})
+    per_seed = [_reward_checks(cfg, spec, seed_model(models, i), ranked, truth, held_idx,
+                               history["accuracy"][i]) for i in range(len(seeds))]
     ckpt = Checkpointer(out / "reward", max_to_keep=1)
     try:
         ckpt.save(cfg.steps, models, None, {"config": to_dict(cfg), "seeds": seeds,
@@ -249,60 +240,106 @@ def _learn_and_rl(cfg: TREXConfig, env, ranked: Demonstrations, shown: Demonstra
         ckpt.close()
     _plot_learned_vs_true(spec, seed_model(models, 0), ranked, out / "learned_vs_true.png",
                           cfg, truth, truth_name)
+    held = [p["held_out_accuracy"] for p in per_seed if p["held_out_accuracy"] is not None]
     echo(f"reward learned in {timing['reward_learning_s']:.0f} s: correlation with the "
-         f"{truth_name} {np.mean([p['correlation'] for p in per_seed]):.3f}, held-out "
-         f"ranking accuracy {np.nanmean([p['held_out_accuracy'] for p in per_seed]):.1%}")
+         f"{truth_name} {np.mean([p['correlation'] for p in per_seed]):.3f}, "
+         + (f"held-out ranking accuracy {np.mean(held):.1%}" if held else
+            "no demonstrations held out"))
 
     best = float(np.max(shown.returns)) if shown.returns is not None else float("nan")
     lines = {"best demonstration": best}
     if bc_returns:
         lines["behavioural cloning"] = float(np.mean(bc_returns))
+    lines = {k: v for k, v in lines.items() if np.isfinite(v)}
     start = time.time()
-    if isinstance(env, BridgeTask):
-        wrap = lambda e, m: learned_reward_host(spec, m)(e)
-    else:
-        wrap = lambda e, m: learned_reward_env(e, spec, m)
-    rl = train_agents(cfg.rl_config(), out / "rl", wrap=wrap, wrap_args=models,
-                      lines={k: v for k, v in lines.items() if np.isfinite(v)})
+    policy = ppo_on_reward(cfg, env, spec, models, out / "rl", lines)
     timing["rl_s"] = time.time() - start
-    policy = [rl["final_return"][str(s)] for s in seeds]
+    controls, reversed_corr = {}, []
+    if cfg.controls:
+        start = time.time()
+        controls, reversed_corr = run_controls(cfg, env, spec, train, truth, ranked, out,
+                                               seeds, lines, echo)
+        timing["controls_s"] = time.time() - start
+    mean_of = lambda key: float(np.nanmean([p[key] for p in per_seed]))
     summary = {
         "env": cfg.env, **extra, "seeds": seeds, "demonstrations": ranked.n,
+        "evaluation": f"greedy, {cfg.eval_episodes} episodes per seed, true return",
         "best_demonstration": best,
         "mean_demonstration": float(np.mean(shown.returns)) if shown.returns is not None
         else float("nan"),
         "behavioural_cloning": bc_returns, "policy": policy,
         "policy_mean": float(np.mean(policy)), "policy_std": float(np.std(policy)),
-        "beats_best_demonstration": bool(np.mean(policy) > best),
+        "controls": controls,
+        "reward_transform": cfg.reward_transform, "offset_learned": learned_offset,
+        "reward_per_step": mean_of("reward_per_step"),
         "correlated_with": truth_name,
-        "correlation": float(np.mean([p["correlation"] for p in per_seed])),
+        "correlation": mean_of("correlation"),
+        "correlation_snippets": mean_of("correlation_snippets")
+        if any(np.isfinite(p["correlation_snippets"]) for p in per_seed) else float("nan"),
+        "correlation_reversed": float(np.mean(reversed_corr)) if reversed_corr
+        else float("nan"),
         "per_seed": per_seed, "timing": timing}
+    summary["verdict"] = verdict(summary)
+    summary["beats_best_demonstration"] = summary["verdict"].startswith("beats")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     for line in summary_table(summary):
         echo(line)
     return summary
 
 
-def _rl_returns(spec, model, demos: Demonstrations) -> np.ndarray:
-    """(D,) each demonstration's return under the reward PPO receives."""
-    actions = jnp.asarray(demos.actions) if spec.action_dim else None
-    r = rl_reward(spec, model, jnp.asarray(demos.obs), actions)
-    mask = np.arange(demos.obs.shape[1])[None, :] < demos.lengths[:, None]
-    return np.asarray(jnp.sum(jnp.where(mask, r, 0.0), axis=1))
+def _reward_checks(cfg: TREXConfig, spec, model, ranked: Demonstrations, truth: np.ndarray,
+                   held_idx: np.ndarray, accuracy: np.ndarray) -> dict:
+    """One seed's learned reward, checked against the truth (see summary_table)."""
+    learned = rl_step_rewards(spec, model, ranked)  # (D, T)
+    mask = np.arange(ranked.obs.shape[1])[None, :] < ranked.lengths[:, None]
+    snippets = float("nan")
+    if ranked.rewards is not None:
+        snippets = snippet_correlation(learned, ranked.rewards, ranked.lengths,
+                                       jax.random.key(cfg.seed), cfg.snippet_max)
+    held = ranking_accuracy(learned_returns(spec, model, ranked)[held_idx],
+                            ranked.rank[held_idx]) if len(held_idx) else float("nan")
+    return {"correlation": correlation(learned.sum(1), truth),
+            "correlation_offset_free": correlation(learned_returns(spec, model, ranked),
+                                                   truth),
+            "correlation_snippets": snippets,
+            "reward_per_step": float(learned[mask].mean()),
+            "held_out_accuracy": held if np.isfinite(held) else None,
+            "final_snippet_accuracy": float(np.mean(accuracy[-50:]))}
 
 
 def summary_table(summary: dict) -> list[str]:
-    """The job's result as printed lines."""
+    """The job's result as printed lines: every row scored by one protocol, the controls,
+    the verdict and what the learned reward is."""
     fmt = lambda xs: (f"{np.mean(xs):8.1f} +- {np.std(xs):6.1f}" if len(xs) else "     n/a")
-    rows = [f"{summary['method']} on {summary['env']} ({len(summary['seeds'])} seeds), true "
-            "return:",
-            f"  best demonstration   {summary['best_demonstration']:8.1f}",
-            f"  behavioural cloning  {fmt(summary['behavioural_cloning'])}",
-            f"  {summary['method']:<20} {fmt(summary['policy'])}"
-            f"   ({'beats' if summary['beats_best_demonstration'] else 'does not beat'} the "
-            "best demonstration)",
-            f"  learned vs {summary['correlated_with']} over the demonstrations: correlation "
-            f"{summary['correlation']:.3f}"]
+    method = summary["method"]
+    rows = [f"{method} on {summary['env']}: true return, mean +- std over "
+            f"{len(summary['seeds'])} seeds ({summary['evaluation']})",
+            f"  best demonstration         {summary['best_demonstration']:8.1f}",
+            f"  behavioural cloning        {fmt(summary['behavioural_cloning'])}",
+            f"  {method:<26} {fmt(summary['policy'])}"]
+    if summary["controls"]:
+        rows.append("  controls, the same PPO on:")
+        for name, rets in summary["controls"].items():
+            rows.append(f"    {name:<24} {fmt(rets)}"
+                        + ("" if beats(summary["policy"], rets) else f"   matches {method}"
+                           if not beats(rets, summary["policy"]) else f"   beats {method}"))
+    rows.append(f"  verdict: {method} {summary['verdict']}")
+    offset = ("learned from the episode ends" if summary["offset_learned"] else
+              "not identified (no ranked pair has a terminated demonstration): centred"
+              if summary["reward_transform"] == "learned" else
+              f"fixed by the user's prior {summary['reward_transform']!r}")
+    sign = "living is good" if summary["reward_per_step"] > 0 else "every step costs"
+    rows.append(f"  learned reward: offset {offset}; mean {summary['reward_per_step']:+.3f} "
+                f"per step over the demonstrations ({sign})")
+    snip = summary["correlation_snippets"]
+    rows.append(f"  learned vs {summary['correlated_with']}: correlation {summary['correlation']:.3f} "
+                "over whole demonstrations, "
+                + (f"{snip:.3f} over equal-length snippets" if np.isfinite(snip) else
+                   "n/a over equal-length snippets (the true reward is the same every step: "
+                   "length is all there is to learn)"))
+    if np.isfinite(summary["correlation_reversed"]):
+        rows.append(f"  the reversed rankings' reward: correlation "
+                    f"{summary['correlation_reversed']:.3f} (should be negative)")
     return rows
 
 
@@ -311,7 +348,7 @@ def _plot_learned_vs_true(spec, model, demos: Demonstrations, path: Path, cfg: T
     """Learned vs true return of every demonstration (left) and of 500 snippets (right)."""
     fig = Figure(figsize=(10, 4))
     left, right = fig.subplots(1, 2)
-    learned = _rl_returns(spec, model, demos)
+    learned = rl_step_rewards(spec, model, demos).sum(1)
     left.scatter(truth, learned, s=12)
     left.set_xlabel(truth_name)
     left.set_ylabel("learned return (the reward PPO receives)")

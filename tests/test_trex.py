@@ -19,9 +19,10 @@ from minirlhf.envs.core import AutoReset
 from minirlhf.gym_train import train_agents
 from minirlhf.losses import bradley_terry_loss
 from minirlhf.ppo import PPOConfig, action_bounds
-from minirlhf.trex import (LearnedReward, TREXConfig, correlation,
-                           ranked_pairs, ranking_accuracy, raw_rewards, reward_spec,
-                           sample_snippets, seed_model, split_demos, train_reward, trex_loss)
+from minirlhf.learned_reward import (LearnedReward, correlation, ranking_accuracy,
+                                     raw_rewards, seed_model)
+from minirlhf.trex import (TREXConfig, ranked_pairs, reward_spec, sample_snippets,
+                           split_demos, train_reward, trex_loss)
 
 
 def balancing(obs, key):
@@ -131,15 +132,16 @@ def test_trex_loss_is_bradley_terry_on_snippet_sums():
     spec = dataclasses.replace(reward_spec(cfg, env), graphdef=None)
     from flax import nnx
 
-    from minirlhf.trex import RewardNet
+    from minirlhf.learned_reward import RewardNet
 
     graphdef, params = nnx.split(RewardNet(3, 8, 2, nnx.Rngs(1)))
     spec = dataclasses.replace(spec, graphdef=graphdef)
     stats = demo_stats(demos)
     pairs = jnp.asarray(ranked_pairs(demos.rank))
     snippets = sample_snippets(jax.random.key(2), pairs, jnp.asarray(demos.lengths), 16, 3, 9)
+    lengths = jnp.asarray(demos.lengths)
     loss, acc = jax.jit(lambda p: trex_loss(spec, p, stats, jnp.asarray(demos.obs), None,
-                                            snippets, 9))(params)
+                                            lengths, snippets, 9))(params)
     # By hand: each snippet's return, one pair at a time, then lecture 3's BT loss.
     s = jax.device_get(snippets)
     ret = lambda d, t, n: float(jnp.sum(raw_rewards(spec, params, stats,
@@ -149,7 +151,7 @@ def test_trex_loss_is_bradley_terry_on_snippet_sums():
     expected = bradley_terry_loss(jnp.asarray(better), jnp.asarray(worse))
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     assert float(acc) == pytest.approx(np.mean(better > worse))
-    eager, _ = trex_loss(spec, params, stats, jnp.asarray(demos.obs), None, snippets, 9)
+    eager, _ = trex_loss(spec, params, stats, jnp.asarray(demos.obs), None, lengths, snippets, 9)
     np.testing.assert_allclose(eager, loss, rtol=1e-5)  # jit = eager
 
 
@@ -160,7 +162,7 @@ def test_reward_learning_recovers_the_ranking_and_seeds_vmap():
                      hidden=16, num_seeds=2)
     spec, models, hist = train_reward(cfg, demos, env)
     assert hist["loss"].shape == (2, 300) and hist["loss"][:, -30:].mean() < hist["loss"][:, :30].mean()
-    from minirlhf.trex import learned_returns
+    from minirlhf.learned_reward import learned_returns
 
     for i in range(2):
         learned = learned_returns(spec, seed_model(models, i), demos)
@@ -221,7 +223,7 @@ def test_learned_reward_wrapper_is_pure_vmappable_and_leaves_dynamics_alone():
 def test_ppo_on_a_reward_equal_to_the_true_one_is_ppo(tmp_path, backend):
     # CartPole's true reward is 1 every step: PPO through a learned-reward wrapper returning
     # 1 must be PPO itself, step for step, and still log the true returns -- on the JAX task
-    # (trex.LearnedReward) and through the gymnasium bridge (gym_bridge.LearnedRewardHost).
+    # (learned_reward.LearnedReward) and through the gymnasium bridge (gym_bridge.LearnedRewardHost).
     from minirlhf.gym_bridge import LearnedRewardHost
 
     cfg = PPOConfig(num_envs=2, num_steps=16, num_minibatches=2, update_epochs=1,
@@ -292,7 +294,7 @@ def test_trex_job_through_the_bridge(tmp_path):
     assert set(demos.source) <= {0, 2, 4, 6, 8}  # 8 iterations, a snapshot every 2
     save_demos(tmp_path / "demos.npz", demos)
     cfg = trex_preset("CartPole-v1", demos=str(tmp_path / "demos.npz"), num_seeds=2,
-                      steps=100, ensemble=1)
+                      steps=100, ensemble=1, eval_episodes=2)
     cfg = dataclasses.replace(cfg, rl=dataclasses.replace(
         cfg.rl, backend="gymnasium", num_envs=2, num_steps=64, num_minibatches=2,
         total_steps=2 * 64 * 4))
@@ -301,8 +303,14 @@ def test_trex_job_through_the_bridge(tmp_path):
         == "gymnasium"
     assert len(summary["policy"]) == 2 and all(np.isfinite(summary["policy"]))
     assert len(summary["behavioural_cloning"]) == 2
+    # The controls ran through the bridge too, each scored like the policy.
+    assert {k: len(v) for k, v in summary["controls"].items()} == {
+        "constant +1": 2, "constant -1": 2, "untrained reward net": 2, "reversed rankings": 2}
+    assert json.loads((tmp_path / "trex" / "controls" / "constant_-1" / "summary.json")
+                      .read_text())["backend"] == "gymnasium"
     dcfg = drex_preset("CartPole-v1", demos=str(tmp_path / "demos.npz"), num_seeds=1,
-                       steps=100, ensemble=1, noise_levels=3, rollouts_per_level=2)
+                       steps=100, ensemble=1, noise_levels=3, rollouts_per_level=2,
+                       controls=False, eval_episodes=2)
     dcfg = dataclasses.replace(dcfg, rl=dataclasses.replace(cfg.rl, total_steps=2 * 64 * 2),
                                bc=BCConfig(steps=100))
     dsum = run_drex(dcfg, tmp_path / "drex", echo=lambda line: None)
@@ -395,9 +403,26 @@ def test_trex_and_drex_jobs_end_to_end(tmp_path):
     assert (tmp_path / "trex" / "reward").is_dir()
     assert len(summary["policy"]) == 2 and len(summary["behavioural_cloning"]) == 2
     assert summary["best_demonstration"] == pytest.approx(float(demos.returns.max()))
-    assert summary["correlation"] > 0.8  # sigmoid rewards summed: longer is better
-    assert any("best demonstration" in line for line in lines)
-    dcfg = drex_preset("CartPole-v1", **small, noise_levels=5, rollouts_per_level=2)
+    assert summary["correlation"] > 0.8  # a positive reward per step, summed: longer is better
+    # The offset was learned from the episode ends (CartPole's demonstrations all fall):
+    # longer ranks higher, so living is good; the reversed rankings' reward says the opposite.
+    assert summary["offset_learned"] and summary["reward_per_step"] > 0
+    assert summary["correlation_reversed"] < -0.5
+    assert np.isnan(summary["correlation_snippets"])  # +1 a step: nothing but length
+    # Every control ran, with the policy's PPO settings and seeds, scored by one protocol.
+    assert list(summary["controls"]) == ["constant +1", "constant -1", "untrained reward net",
+                                         "reversed rankings"]
+    assert all(len(v) == 2 for v in summary["controls"].values())
+    assert np.mean(summary["controls"]["constant -1"]) < 30  # the pole dropped at once
+    for name in ("constant_+1", "constant_-1", "untrained_reward_net", "reversed_rankings"):
+        assert (tmp_path / "trex" / "controls" / name / "checkpoints").is_dir(), name
+    printed = "\n".join(lines)
+    assert "controls, the same PPO on:" in printed and "constant -1" in printed
+    assert f"verdict: T-REX {summary['verdict']}" in printed
+    assert "over equal-length snippets" in printed and "(should be negative)" in printed
+    assert "nan" not in printed.lower()
+    dcfg = drex_preset("CartPole-v1", **small, noise_levels=5, rollouts_per_level=2,
+                       controls=False)
     dcfg = dataclasses.replace(dcfg, rl=cfg.rl, bc=BCConfig(steps=300))
     dsum = run_drex(dcfg, tmp_path / "drex", echo=lines.append)
     assert dsum["method"] == "D-REX" and dsum["demonstrations"] == 5 * 2 + 5
@@ -419,3 +444,150 @@ def test_cli_refuses_bad_input_before_any_work(tmp_path, capsys):
     assert main(["trex", "--demos", str(tmp_path / "one.npz"), "--out", str(tmp_path / "c")]) == 2
     assert "at least 2 are needed" in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+# --- the offset, the controls, the refusals (issue: wins that come from the rankings) --------
+
+
+def length_ranked_demos(longer_is_better: bool, terminated: bool, n=16, T=40, seed=0):
+    """Demonstrations whose states say nothing (noise) and whose only difference is when
+    they end: ranked by length, or by shortness."""
+    rng = np.random.default_rng(seed)
+    lengths = np.linspace(8, T, n).astype(np.int32)
+    obs = rng.normal(size=(n, T, 3)).astype(np.float32)
+    obs[np.arange(T)[None] >= lengths[:, None]] = 0.0
+    rank = lengths.astype(np.float64) if longer_is_better else -lengths.astype(np.float64)
+    return Demonstrations(obs=obs, lengths=lengths, rank=rank, env="toy",
+                          terminated=np.full(n, terminated))
+
+
+@pytest.mark.parametrize("longer_is_better", [True, False])
+def test_the_offset_is_learned_from_how_episodes_end(longer_is_better):
+    from minirlhf.learned_reward import rl_step_rewards
+    from minirlhf.trex import offset_identified
+
+    env = make_env("Pendulum-v1")  # 3 observation features, like the toy demonstrations
+    cfg = TREXConfig(env="Pendulum-v1", steps=300, ensemble=2, snippet_min=5, snippet_max=15,
+                     hidden=16, num_seeds=1)
+    demos = length_ranked_demos(longer_is_better, terminated=True)
+    assert offset_identified(demos)
+    spec, models, _ = train_reward(cfg, demos, env)
+    mask = np.arange(40)[None] < demos.lengths[:, None]
+    per_step = rl_step_rewards(spec, seed_model(models, 0), demos)[mask].mean()
+    # Living is good where longer ranks higher, every step costs where shorter does.
+    assert (per_step > 0.5) if longer_is_better else (per_step < -0.5), per_step
+    # The same demonstrations cut by a time limit (not terminated): nothing says whether
+    # ending is good, so no offset is learned and the reward is centred.
+    cut = length_ranked_demos(longer_is_better, terminated=False)
+    assert not offset_identified(cut)
+    spec, models, _ = train_reward(cfg, cut, env)
+    centred = rl_step_rewards(spec, seed_model(models, 0), cut)[mask].mean()
+    assert abs(centred) < 0.05, centred
+
+
+def test_snippets_run_into_the_absorbing_state_only_past_a_terminal_end():
+    lengths = jnp.array([10, 30], jnp.int32)
+    pairs = jnp.asarray(ranked_pairs(np.array([0.0, 1.0])))
+    ended = jnp.array([True, False])
+    s = jax.device_get(sample_snippets(jax.random.key(0), pairs, lengths, 2000, 5, 12, ended))
+    # Demonstration 0 ended at 10 steps: within the pair it counts as 30 long, its
+    # snippets may start anywhere the other's can; demonstration 1 never runs past its end.
+    assert s.length.min() >= 5 and s.length.max() == 12
+    assert np.all(s.start_better + s.length <= 30) and np.all(s.start_worse + s.length <= 30)
+    assert np.mean(s.start_worse + s.length > 10) > 0.5  # mostly absorbing steps
+    cut = jax.device_get(sample_snippets(jax.random.key(0), pairs, lengths, 2000, 5, 12))
+    assert np.all(cut.start_worse + cut.length <= 10)  # without `ended`: T-REX's snippets
+
+
+def test_trex_loss_charges_r_abs_after_a_terminal_end():
+    from flax import nnx
+
+    from minirlhf.learned_reward import RewardNet, absorbing_reward
+    from minirlhf.trex import Snippets
+
+    demos = length_ranked_demos(True, terminated=True, n=2, T=12)
+    env = make_env("Pendulum-v1")
+    spec = reward_spec(TREXConfig(env="Pendulum-v1", hidden=8), env)
+    graphdef, params = nnx.split(RewardNet(3, 8, 2, nnx.Rngs(3)))
+    params["absorbing"].set_value(jnp.float32(0.7))
+    spec = dataclasses.replace(spec, graphdef=graphdef)
+    assert float(absorbing_reward(spec, params)) == pytest.approx(0.7)
+    stats = demo_stats(demos)
+    # One pair: demonstration 0 (8 steps) from step 5, demonstration 1 from step 6, 6 long.
+    snip = Snippets(worse=jnp.array([0]), better=jnp.array([1]), start_worse=jnp.array([5]),
+                    start_better=jnp.array([6]), length=jnp.array([6]))
+    loss, _ = trex_loss(spec, params, stats, jnp.asarray(demos.obs), None,
+                        jnp.asarray(demos.lengths), snip, 6)
+    r = lambda d, a, b: float(jnp.sum(raw_rewards(spec, params, stats,
+                                                  jnp.asarray(demos.obs[d, a:b]), None)))
+    worse = r(0, 5, 8) + 3 * 0.7  # steps 5-7 real, 8-10 absorbing
+    better = r(1, 6, 12)
+    np.testing.assert_allclose(loss, float(bradley_terry_loss(jnp.array([better]),
+                                                              jnp.array([worse]))), rtol=1e-5)
+
+
+def test_reversed_rankings_give_a_reward_that_correlates_negatively():
+    from minirlhf.demo_controls import reversed_rankings
+    from minirlhf.learned_reward import learned_returns
+
+    demos = toy_demos(n=16)
+    env = make_env("Pendulum-v1")
+    cfg = TREXConfig(env="Pendulum-v1", steps=300, ensemble=2, snippet_min=5, snippet_max=15,
+                     hidden=16, num_seeds=1)
+    spec, models, _ = train_reward(cfg, reversed_rankings(demos), env)
+    assert correlation(learned_returns(spec, seed_model(models, 0), demos), demos.returns) < -0.9
+
+
+def test_beats_and_the_verdict_by_hand():
+    from minirlhf.demo_controls import beats, verdict
+
+    assert beats([10.0, 12.0], [5.0, 5.0])          # gap 6 > spreads 1 + 0
+    assert not beats([10.0, 12.0], [8.0, 10.0])     # gap 2 = spreads 1 + 1: not more
+    assert beats([10.0, 12.0], 8.9) and not beats([10.0, 12.0], 10.0)
+    summary = {"policy": [100.0, 102.0], "best_demonstration": 50.0,
+               "controls": {"constant +1": [100.0, 101.0], "reversed rankings": [20.0, 30.0]}}
+    line = verdict(summary)
+    assert line.startswith("does not beat constant +1 by more") and "reversed" not in line
+    summary["controls"]["constant +1"] = [60.0, 61.0]
+    assert verdict(summary).startswith("beats the best demonstration and every control")
+    assert "not evidence" in verdict(dict(summary, controls={}))
+
+
+def test_snippet_correlation_sees_through_length():
+    from minirlhf.learned_reward import snippet_correlation
+
+    rng = np.random.default_rng(0)
+    lengths = np.array([30, 40, 50, 60])
+    mask = np.arange(60)[None] < lengths[:, None]
+    constant = np.where(mask, 1.0, 0.0)  # CartPole: +1 a step
+    learned = np.where(mask, rng.normal(size=(4, 60)) - 1.0, 0.0)
+    key = jax.random.key(0)
+    assert np.isnan(snippet_correlation(learned, constant, lengths, key, 20))
+    true = np.where(mask, rng.normal(size=(4, 60)), 0.0)
+    assert snippet_correlation(true * 2 + 1, true, lengths, key, 20) == pytest.approx(1.0)
+    assert abs(snippet_correlation(learned, true, lengths, key, 20)) < 0.2
+
+
+def test_drex_refuses_noise_that_ranks_nothing():
+    from minirlhf.drex import check_noise_ranking
+
+    check_noise_ranking({"noise": [0.25, 0.5, 1.0], "mean_return": [400.0, 200.0, 20.0]})
+    with pytest.raises(ValueError, match=r"does not fall with the noise .*-500.0 at epsilon "
+                                         r"0.25 to -500.0 at 1.00; correlation with epsilon undefined"):
+        check_noise_ranking({"noise": [0.25, 0.5, 1.0], "mean_return": [-500.0] * 3})
+    with pytest.raises(ValueError, match=r"correlation with epsilon \+"):
+        check_noise_ranking({"noise": [0.25, 0.5, 1.0], "mean_return": [10.0, 50.0, 90.0]})
+
+
+def test_demonstrations_record_how_episodes_end(tmp_path):
+    env = make_env("CartPole-v1")
+    eps = jax.device_get(rollout_episodes(env, balancing, jax.random.key(0), 2))
+    assert not eps.terminated.any() and (eps.lengths == 500).all()  # the time limit
+    falls = lambda obs, key: jnp.int32(1)  # always push right: the pole falls
+    eps = jax.device_get(rollout_episodes(env, falls, jax.random.key(0), 2))
+    assert eps.terminated.all() and (eps.lengths < 50).all()
+    demos = dataclasses.replace(toy_demos(), terminated=np.arange(12) % 2 == 0)
+    save_demos(tmp_path / "d.npz", demos)
+    np.testing.assert_array_equal(load_demos(tmp_path / "d.npz").terminated, demos.terminated)
+    inferred = toy_demos()  # no `terminated`: shorter than T means it ended
+    np.testing.assert_array_equal(inferred.ended(), inferred.lengths < 30)
