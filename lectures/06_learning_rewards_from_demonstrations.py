@@ -41,8 +41,8 @@
 # | 2 | inverse RL in one picture | |
 # | 3 | T-REX: lecture 3's Bradley-Terry loss on snippet sums; the snippets | `minirlhf/trex.py`, `minirlhf/losses.py` |
 # | 4 | the learned reward against the true one | `minirlhf/trex.py` |
-# | 5 | PPO on the learned reward, past the best demonstration | `minirlhf/gym_train.py`, `LearnedReward` |
-# | 6 | the reward's offset: living or dying, the honest control, Pendulum | `minirlhf/trex.py` |
+# | 5 | PPO on the learned reward, scored in true return | `minirlhf/gym_train.py`, `LearnedReward` |
+# | 6 | the reward's offset: living or dying, learned from how episodes end; the controls; Pendulum | `minirlhf/trex.py`, `minirlhf/demo_controls.py` |
 # | 7 | D-REX: rankings from noise | `minirlhf/drex.py` |
 # | 8 | what breaks: few rankings, wrong rankings, the learned reward off its data | `minirlhf/trex.py` |
 # | 9 | exercises | |
@@ -77,10 +77,11 @@ from minirlhf.gym_train import load_agent, train_agents
 from minirlhf.logging import read_metrics
 from minirlhf.losses import bradley_terry_loss
 from minirlhf.ppo import action_bounds
-from minirlhf.trex import (LearnedReward, correlation, init_ensemble, learned_returns,
-                           learned_reward_env, ranked_pairs, ranking_accuracy, raw_rewards,
-                           reward_spec, rl_reward, sample_snippets, seed_model, split_demos,
-                           standardized_reward, train_reward, trex_loss)
+from minirlhf.learned_reward import (LearnedReward, correlation, learned_returns,
+                                     learned_reward_env, ranking_accuracy, raw_rewards,
+                                     rl_reward, seed_model, standardized_reward)
+from minirlhf.trex import (init_ensemble, offset_identified, ranked_pairs, reward_spec,
+                           sample_snippets, split_demos, train_reward, trex_loss)
 
 # %matplotlib inline
 
@@ -403,7 +404,7 @@ spec = reward_spec(cfg, env)  # the network's structure: an MLP from (O,) to a s
 params0 = jax.tree.map(lambda x: x[0], init_ensemble(cfg, spec, jax.random.key(0), O))
 stats_train = demo_stats(train)
 obs_train = jnp.asarray(train.obs)  # (D_train, T, O)
-loss, acc = trex_loss(spec, params0, stats_train, obs_train, None,
+loss, acc = trex_loss(spec, params0, stats_train, obs_train, None, jnp.asarray(train.lengths),
                       jax.tree.map(jnp.asarray, snips), cfg.snippet_max)
 r_all = np.asarray(raw_rewards(spec, params0, stats_train, obs_train, None))  # (D_train, T)
 # BEGIN SOLUTION
@@ -468,7 +469,7 @@ for i, ax in enumerate(axes):
     print(f"seed {i}: correlation with the true return {correlation(learned, demos.returns):.3f}"
           f" (training {correlation(learned[train_idx], demos.returns[train_idx]):.3f}, "
           f"held-out {correlation(learned[held_idx], demos.returns[held_idx]):.3f}); held-out "
-          f"ranking accuracy {held_acc:.0%}; the sum of sigmoid(R) PPO receives: correlation "
+          f"ranking accuracy {held_acc:.0%}; the sum of the reward PPO receives: correlation "
           f"{correlation(summed, demos.returns):.3f}")
     ax.scatter(demos.returns[train_idx], learned[train_idx], s=14, label="training")
     ax.scatter(demos.returns[held_idx], learned[held_idx], s=30, marker="s",
@@ -484,12 +485,13 @@ plt.show()
 
 # %% [markdown]
 # The learned returns rise with the true ones, and order most held-out pairs right. Two
-# correlations are printed, and they mean different things. The sum of $\sigma(R_\theta)$,
-# what PPO will receive, correlates almost perfectly, but for a cheap reason: every term is
-# positive, so on CartPole a longer episode has a larger sum whatever $R_\theta$ is. The
-# standardised reward has mean 0 over the demonstrations' states, so its sum grows with
-# length only if the states of longer episodes score higher: that correlation, the first
-# one, is the honest measure of what was learned.
+# correlations are printed, and they mean different things. The sum of what PPO will
+# receive, $R_\theta - r_{abs}$ (section 6), correlates almost perfectly, but for a cheap
+# reason: its terms are mostly positive, so on CartPole a longer episode has a larger sum
+# whatever the shape of $R_\theta$. The standardised reward has mean 0 over the
+# demonstrations' states, so its sum grows with length only if the states of longer
+# episodes score higher: that correlation, the first one, is the honest measure of what the
+# shape learned.
 #
 # **What can it have learned?** CartPole's true reward is +1 at *every* step. Two snippets of
 # the same length have the same true return, always: no snippet pair can be explained by the
@@ -546,14 +548,15 @@ lap("learned vs true")
 # side effects alike. Keep this plot in mind for section 8.
 
 # %% [markdown]
-# ## 5. RL on the learned reward, past the best demonstration
+# ## 5. RL on the learned reward
 #
 # *Deck, slides "T-REX Policy Performance", "Reward Extrapolation" and "T-REX can extrapolate
 # beyond the performance of the best demo"* (Enduro: best demonstration 84, T-REX 520, "Uses
 # only 12 ranked demonstrations"). Now lecture 2's PPO, on CartPole with its reward replaced:
 # `learned_reward_env` wraps the task in `LearnedReward`, which leaves the dynamics, the
-# termination and the time limit alone and pays $\sigma(R_\theta(s_t))$ at every step
-# (section 6 says why the sigmoid). The true reward never reaches the agent; `AutoReset`
+# termination and the time limit alone and pays $R_\theta(s_t) - r_{abs}$ (scaled so that a
+# typical step is worth about 1) at every step; section 6 says where the offset $r_{abs}$
+# comes from. The true reward never reaches the agent; `AutoReset`
 # underneath still counts true returns, so the learning curve below is in **true return**.
 # `train_agents` trains one agent per seed, each on its own seed's reward, in one vmap.
 # Budget cut: 200k steps per agent, 2 seeds (the full run: 3 seeds, the same steps,
@@ -577,7 +580,7 @@ ax.axhline(bc_return, color="tab:purple", ls=":",
            label=f"behavioural cloning ({bc_return:.0f})")
 ax.set_xlabel("environment steps (per agent)")
 ax.set_ylabel("true return (never seen by the agent)")
-ax.set_title("PPO on the learned reward sigmoid(R_θ), CartPole-v1", fontsize=9)
+ax.set_title("PPO on the learned reward R_θ - r_abs, CartPole-v1", fontsize=9)
 ax.legend(fontsize=8)
 ax.grid(alpha=0.3)
 fig.tight_layout()
@@ -590,13 +593,12 @@ for seed, final in zip(greedy, trex_final):
 lap("PPO on the learned reward")
 
 # %% [markdown]
-# Both agents pass the best demonstration early and end well above it, and above behavioural
-# cloning: they were never shown a return above the cap, and the reward they optimise never
-# mentions the pole falling. The curves are the mean true return of the episodes that ended
-# during training (sampled actions, and they wobble: PPO's clipped updates at this budget);
-# the greedy policies, acting on their most likely action, do better still. That is the
-# deck's "reward extrapolation", reproduced. Section 6 asks how much of it the *learned*
-# reward deserves.
+# The curves are the mean true return of the episodes that ended during training (sampled
+# actions, and they wobble: PPO's clipped updates at this budget); the greedy policies act
+# on their most likely action. An agent that ends above the best demonstration was never
+# shown a return above the cap, and its reward never mentions the pole falling: that is
+# the deck's "reward extrapolation". Section 6 asks how much of it the *learned* reward
+# deserves.
 
 # %% [markdown]
 # ## 6. The reward's offset: living or dying
@@ -612,33 +614,25 @@ shifted = bradley_terry_loss(jnp.asarray(better + c * snips.length),
 print(f"loss {float(bt):.6f}; with {c} added to every step's reward {float(shifted):.6f}")
 
 # %% [markdown]
-# So the data fix $R_\theta$ only up to $R_\theta + c$, and `train_reward` standardises it to
-# mean 0 over the demonstrations' states, an arbitrary choice. For RL the offset is not
-# arbitrary at all on a task whose episodes can end early: a positive reward per step makes
-# every extra step worth having (live as long as possible), a negative one makes every step a
-# cost (end the episode as soon as possible). The T-REX code for Atari feeds PPO
-# $\sigma(R_\theta)$, always positive, right where ending the episode means failing (CartPole,
-# Atari's lost lives); `reward_transform="negative_sigmoid"` gives $\sigma(R_\theta) - 1$,
-# always negative, for tasks whose episode ends at the goal (MountainCar). Section 5 used the
-# sigmoid. The same PPO, with seed 0's reward on the wrong side, $\sigma(R_\theta) - 1$, and
-# the **honest control**: a constant 0.5, which knows nothing about the demonstrations. One
-# `train_agents` call, one agent per reward $w\,\sigma(R_\theta(s)) + c$:
+# So the data fix $R_\theta$ only up to $R_\theta + c$. For RL the offset is not arbitrary at
+# all on a task whose episodes can end early: a positive reward per step makes every extra
+# step worth having (live as long as possible), a negative one makes every step a cost (end
+# the episode as soon as possible). The T-REX code for Atari feeds PPO $\sigma(R_\theta)$,
+# always positive: a sign picked by hand. What does a sign alone get? The same PPO on a
+# constant +1 and on a constant -1 per step, rewards that learned nothing from anyone (two
+# of the **controls** every `minirlhf trex` run trains beside T-REX):
 
 # %%
-offsets = {"sigmoid(R_θ) - 1": (1.0, -1.0), "constant 0.5": (0.0, 0.5)}
-w_c = tuple(jnp.array(v) for v in zip(*offsets.values()))  # ((2,) weights, (2,) offsets)
-off_cfg = dataclasses.replace(rl_cfg, num_seeds=len(offsets))
-off_run = train_agents(
-    off_cfg, work / "offset_rl",
-    wrap=lambda e, wc: LearnedReward(e, lambda obs, a: wc[0] * rl_reward(spec, model0, obs)
-                                     + wc[1]),
-    wrap_args=w_c)
+signs = {"constant +1": 1.0, "constant -1": -1.0}
+sign_cfg = dataclasses.replace(rl_cfg, num_seeds=len(signs))
+sign_run = train_agents(sign_cfg, work / "offset_rl",
+                        wrap=lambda e, c: LearnedReward(e, lambda obs, a: c),
+                        wrap_args=jnp.array(list(signs.values())))
 fig, ax = plt.subplots(figsize=(8, 4))
 for seed, (steps, ret) in return_curves(work / "trex_rl").items():
-    ax.plot(steps, ret, color="C0", lw=1, label="sigmoid(R_θ) (section 5)" if seed == 0 else None)
-for (name, _), (seed, (steps, ret)) in zip(offsets.items(),
-                                           return_curves(work / "offset_rl").items()):
-    ax.plot(steps, ret, lw=1.5, color="C3" if "- 1" in name else "C2", label=name)
+    ax.plot(steps, ret, color="C0", lw=1, label="R_θ - r_abs (section 5)" if seed == 0 else None)
+for name, (seed, (steps, ret)) in zip(signs, return_curves(work / "offset_rl").items()):
+    ax.plot(steps, ret, lw=1.5, color="C3" if "-" in name else "C2", label=name)
 ax.axhline(best_demo, color="tab:red", ls="--", label=f"best demonstration ({best_demo:.0f})")
 ax.set_xlabel("environment steps (per agent)")
 ax.set_ylabel("true return")
@@ -647,26 +641,62 @@ ax.legend(fontsize=8)
 ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
-for (name, _), final in zip(offsets.items(), off_run["final_return"].values()):
-    print(f"{name:18} last training episodes: true return {final:.0f}")
+for name, final in zip(signs, sign_run["final_return"].values()):
+    print(f"{name:12} last training episodes: true return {final:.0f}")
 lap("offset")
 
 # %% [markdown]
-# With every step a cost, the agent learns to drop the pole at once: the same learned reward,
-# shifted by one, and the opposite behaviour. And the constant 0.5, which learned nothing
-# from anyone, does about as well as T-REX (section 5). That is the honest reading of
-# section 5: **on CartPole, any positive reward per step solves the task**, because the
-# episode's length *is* the true return. CartPole alone cannot show that the reward learned
-# anything; beating the demonstrations there proves the sign was right.
+# With every step a cost, the agent drops the pole at once; with every step worth +1 it
+# balances, knowing nothing of the demonstrations. **On CartPole any positive reward per
+# step solves the task**, because the episode's length *is* the true return (+1 a step):
+# compare section 5's agents with the green curve. A hand-picked sign would win here on
+# its own, which is why the T-REX in this library does not pick one: this is the survival
+# bias of learned rewards (Kostrikov et al. 2019, "Discriminator-Actor-Critic").
+#
+# **Learning the offset from how episodes end.** After a terminal step an episode goes on,
+# in thought, in an *absorbing state* with its own learned reward $r_{abs}$ (one more
+# parameter of `RewardNet`). Within each ranked pair, a demonstration that terminated is
+# extended with absorbing steps to the other's length, so a snippet may run past its end
+# (`sample_snippets(..., ended)`), and the loss compares living steps with absorbing ones:
+# adding $c$ to $R_\theta$ alone now changes the difference, so the data fix
+# $R_\theta - r_{abs}$. That difference is what PPO receives; after a terminal step the
+# episode pays 0 forever, which is exactly $r_{abs} - r_{abs}$. On CartPole's
+# demonstrations, where longer ranks higher, living should come out good; trained on the
+# same demonstrations ranked the **other way round** (another control), every step should
+# come out a cost:
+
+# %%
+from minirlhf.demo_controls import reversed_rankings  # noqa: E402
+from minirlhf.learned_reward import rl_step_rewards  # noqa: E402
+
+_, rev_models, _ = train_reward(cfg, reversed_rankings(train), env)
+live = np.arange(T)[None] < demos.lengths[:, None]
+for name, ms in (("rankings", models), ("reversed rankings", rev_models)):
+    for i in range(cfg.num_seeds):
+        m = seed_model(ms, i)
+        per_step = rl_step_rewards(spec, m, demos)[live].mean()
+        print(f"{name:18} seed {i}: r_abs {float(m.offset.mean()):+.2f}, R_θ's mean over "
+              f"the demonstrations' states {float(m.mean.mean()):+.2f}: PPO gets "
+              f"{per_step:+.2f} a step ({'living is good' if per_step > 0 else 'every step costs'})")
+
+# %% [markdown]
+# The sign now comes from the rankings, and reverses with them. That is necessary, not
+# sufficient: on CartPole a right sign is all it takes, so beating the best demonstration
+# there says nothing about the *shape* of $R_\theta$. Hence the habit of an honest
+# experiment: every `minirlhf trex` table shows, scored the same way (greedy, 20 episodes
+# per seed, mean +- std over 5 seeds), the same PPO on a constant +1 and -1, on an untrained
+# reward network, and on the reversed rankings' reward, and says "beats" only when T-REX
+# beats every one of them by more than the spread over seeds. On CartPole it does not: the
+# constant +1 is CartPole's own reward (`python benchmarks/bench_trex.py` prints the table).
 #
 # **Pendulum: where the offset does nothing.** Pendulum's episodes always last 200 steps: no
 # early end, so $R_\theta + c$ changes every return by the same $200c$, and no constant
-# reward can teach anything (`reward_transform="standardize"`: PPO gets $R_\theta$ itself).
+# reward can teach anything. No demonstration terminates, so no snippet reaches an absorbing
+# state: the offset is not identified (`offset_identified`), and PPO gets $R_\theta$ centred.
 # Its true reward, $-(\theta^2 + 0.1\,\dot\theta^2 + 0.001\,u^2)$ (swing up and hold still),
 # varies from state to state, so here we can ask whether $R_\theta$ recovers it. Reward
 # learning alone is cheap; the PPO stage (400k steps) is not, so we stop at the reward
-# (`minirlhf trex --env Pendulum-v1` runs it all; when we ran `python benchmarks/bench_trex.py`,
-# T-REX reached a true return of about -460 against the best demonstration's -872).
+# (`minirlhf trex --env Pendulum-v1` runs it all, controls included).
 
 # %%
 pend = make_env("Pendulum-v1")
@@ -675,7 +705,7 @@ p_cfg = trex_preset("Pendulum-v1", num_seeds=1, ensemble=1, steps=300)
 p_train, p_held = split_demos(p_demos, p_cfg.held_out, p_cfg.seed)
 print(f"Pendulum: {p_demos.n} demonstrations under the cap {p_info['cap']:.0f}, returns "
       f"{p_demos.returns.min():.0f} to {p_demos.returns.max():.0f}, obs {p_demos.obs.shape} "
-      f"(cos theta, sin theta, theta_dot); transform {p_cfg.reward_transform!r}")
+      f"(cos theta, sin theta, theta_dot); offset identified: {offset_identified(p_demos)}")
 p_spec, p_models, _ = train_reward(p_cfg, p_demos.subset(p_train), pend)
 p_model = seed_model(p_models, 0)
 p_learned = learned_returns(p_spec, p_model, p_demos)
@@ -788,13 +818,16 @@ print(f"D-REX: last training episodes {np.mean(drex_final):.0f} +- {np.std(drex_
 lap("D-REX")
 
 # %% [markdown]
-# With no ranking given, D-REX ends above the clone of the same 5 demonstrations and above
-# the best of them: the deck's "Experiments" slide, "D-REX consistently outperforms the best
-# demonstration as well as outperforming BC", reproduced small. Its reward is a different
-# one from T-REX's, though: it ranks section 1's demonstrations, which it never saw, much
-# worse than T-REX's reward did (the printed correlations). It learned what makes a noisy
-# rollout fail early, not what made one demonstrator better than another, and on CartPole
-# (section 6) that, with the sigmoid, is enough.
+# The deck's "Experiments" slide says "D-REX consistently outperforms the best
+# demonstration as well as outperforming BC". Check the printout: at this budget, on
+# CartPole, it need not. Its reward is a different one from T-REX's: it ranks section 1's
+# demonstrations, which it never saw, much worse than T-REX's reward did (the printed
+# correlations). It learned what makes a noisy rollout fail early, not what made one
+# demonstrator better than another; and the controls of section 6 apply to it unchanged
+# (`minirlhf drex` runs them): on CartPole a reward whose sign says "stay alive" is most of
+# the way there, so D-REX, like T-REX, has to beat the constant +1 to claim anything. Where
+# the noise ranks nothing (the cloned policy's return does not fall with it), `minirlhf
+# drex` stops with that message instead of learning a reward from noise.
 
 # %% [markdown]
 # ## 8. What breaks
@@ -851,7 +884,7 @@ lap("few and wrong rankings")
 # %%
 agents = {"T-REX, seed 0": (work / "trex_rl", 0, seed_model(models, 0)),
           "T-REX, seed 1": (work / "trex_rl", 1, seed_model(models, 1)),
-          "constant 0.5 (control)": (work / "offset_rl", 1, model0)}
+          "constant +1 (control)": (work / "offset_rl", 0, model0)}
 
 
 def agent_episodes(run, i, key, n=16):
@@ -881,14 +914,15 @@ for k, (name, (run, i, m)) in enumerate(agents.items()):
 
 # %% [markdown]
 # The learned reward is measurably wrong: over the last 10 steps before an agent's episode
-# fails, states that the true return rates worst (nothing follows them), it pays at least
-# as much as over the agent's average step, and far more than the demonstrations' average
-# (about 0, by the standardisation). But are section 5's agents exploiting it? The control
-# says not clearly: the agent with a constant reward also lets the cart drift off the track. The
-# sigmoid protects them: $\sigma(R_\theta) < 1$, so no state pays much more than staying
-# alive one more step does. Remove the protection, and give PPO $R_\theta$ itself (what
-# `reward_transform="standardize"` gives, right for Pendulum) and $R_\theta + 1$ (positive
-# on most demonstration states), seed 0's reward, one agent each:
+# fails, states that the true return rates worst (nothing follows them), it pays more than
+# over the agent's average step, and far more than the demonstrations' average (about 0, by
+# the standardisation). Are section 5's agents exploiting it? Compare them with the control:
+# the agent on a constant reward also lets the cart drift, but the T-REX agents end their
+# episodes at the track's end more often and reach less true return. Section 5's reward,
+# $R_\theta - r_{abs}$, is unbounded: a state at the end of the track may pay more than
+# several steps of staying upright. Is it the offset or the shape? Move the offset by hand,
+# and give PPO $R_\theta$ centred (what the library gives where the offset is not
+# identified, right for Pendulum) and $R_\theta + 1$, seed 0's reward, one agent each:
 
 # %%
 raw_cfg = dataclasses.replace(rl_cfg, num_seeds=2)
@@ -899,7 +933,7 @@ raw_run = train_agents(
     wrap_args=jnp.array([0.0, 1.0]))
 fig, ax = plt.subplots(figsize=(9, 3.8))
 runs = {"R_θ": (work / "raw_rl", 0, "C3"), "R_θ + 1": (work / "raw_rl", 1, "C1"),
-        "constant 0.5 (control)": (work / "offset_rl", 1, "C2")}
+        "constant +1 (control)": (work / "offset_rl", 0, "C2")}
 for k, (name, (run, i, color)) in enumerate(runs.items()):
     eps = agent_episodes(run, i, jax.random.key(400 + k), n=8)
     failed = eps.lengths < T
@@ -914,7 +948,7 @@ for sign in (-1, 1):
     ax.axhline(2.4 * sign, color="k", ls=":", lw=1)
 ax.set_xlabel("step t")
 ax.set_ylabel("cart position x")
-ax.set_title("PPO on the learned reward without the sigmoid: 8 episodes per agent", fontsize=9)
+ax.set_title("PPO on the learned reward, offset set by hand: 8 episodes per agent", fontsize=9)
 ax.legend(fontsize=8)
 ax.grid(alpha=0.3)
 fig.tight_layout()
@@ -924,11 +958,13 @@ lap("what breaks")
 # %% [markdown]
 # Now the agents drive the cart to the end of the track, into the states that section 4's
 # plot showed $R_\theta$ overrating, and the episode ends there, well short of what the
-# control reaches with a reward that knows nothing. That is **reward hacking** in its plainest form: the policy found the states the
+# control reaches with a reward that knows nothing: the shape, not the offset, does it.
+# That is **reward hacking** in its plainest form: the policy found the states the
 # learned reward overrates, and the true return paid for it. It is the deck's "Overoptimized
 # policy" of lecture 4, where PPO without the KL penalty raised the reward model's score
 # while the gold reward fell. The defences are the same in both worlds: keep the policy near
-# the data (lecture 4's KL penalty), bound the reward (the sigmoid did it here, by accident),
+# the data (lecture 4's KL penalty), bound the reward (a sigmoid, at the price of a sign
+# picked by hand),
 # learn the reward from more diverse data (here: demonstrations that do *not* all drift), or
 # go back for more labels on the states the policy now visits (online RLHF, the deck's
 # "Offline RLHF vs. Online RLHF" on the "Pseudo Code" slide).
@@ -950,11 +986,12 @@ print(f"whole lecture: {time.perf_counter() - LECTURE_START:.0f} s; run folders 
 #    demonstrations better? What could the reward learn from CartPole's actions that it could
 #    not from the states? (Hint: T-REX learns "from observation" on purpose; think of
 #    demonstrations whose actions you do not have, like videos.)
-# 3. **Predict, then run.** Before running: what does PPO do on
-#    `reward_transform="negative_sigmoid"` (`learned_reward_env` with
-#    `dataclasses.replace(spec, transform=...)`)? On a constant $-0.5$? Check against
-#    section 6. Then find the smallest constant $c$ for which PPO on $\sigma(R_\theta) + c$
-#    still learns to balance.
+# 3. **Predict, then run.** Before running: what does PPO do on the prior
+#    `reward_transform="sigmoid"`, and on `"negative_sigmoid"` (`learned_reward_env` with
+#    `dataclasses.replace(spec, transform=...)`)? On the reward learned with
+#    `sample_snippets`' `ended` left out (no absorbing steps)? Check against section 6. Then
+#    find the smallest constant $c$ for which PPO on $R_\theta$ centred, plus $c$, still
+#    learns to balance.
 # 4. **The snippet rule.** Section 8 found that shuffled ranks still correlate with the
 #    return. Train on the shuffled ranks with `snippet_min = snippet_max = 10` (short
 #    snippets start anywhere), and then with the "better" snippet allowed to start earlier:
@@ -977,8 +1014,8 @@ print(f"whole lecture: {time.perf_counter() - LECTURE_START:.0f} s; run folders 
 #    policy? What happens if the demonstrations are *worse* than a random policy (clone the
 #    worst 5 demonstrations)?
 # 8. **Fixing the hack.** Hide the cart's position from the learned reward: give PPO
-#    `standardized_reward(spec, model0, obs.at[0].set(0.0))` through `LearnedReward`, no
-#    sigmoid, as in section 8. Does the agent still drive to the end of the track? What does
+#    `standardized_reward(spec, model0, obs.at[0].set(0.0))` through `LearnedReward`, as in
+#    section 8. Does the agent still drive to the end of the track? What does
 #    this cost on a task where position matters? Then try a reward that is set to its
 #    minimum outside the range of the demonstrations' states (a crude "stay near the data",
 #    like lecture 4's KL penalty).
