@@ -7,10 +7,12 @@
 A T-REX or D-REX run folder holds `config.json`, `demos.npz` (what the reward learned
 from), `metrics.jsonl` (reward learning, every seed), `reward/` (the learned rewards, an
 orbax checkpoint), `rl/` (the PPO run on them: metrics, checkpoints, `learning_curve.png`
-in *true* return with the best demonstration drawn across), `learned_vs_true.png`
-(learned against true return of every demonstration and of sampled snippets) and
-`summary.json`, whose table the job prints: best demonstration, behavioural cloning, the
-learned reward's policy (mean +- std over seeds), and the learned/true correlation.
+in *true* return with the best demonstration drawn across), `controls/` (one PPO run per
+control, see demo_controls), `learned_vs_true.png` (learned against true return of every
+demonstration and of sampled snippets) and `summary.json`, whose table the job prints:
+best demonstration, behavioural cloning, the method and every control, all scored by one
+protocol (mean +- std over seeds), the verdict, the learned offset's sign and the
+learned/true correlations (whole episodes, equal-length snippets, reversed rankings).
 """
 
 from __future__ import annotations
@@ -272,7 +274,7 @@ def _learn_and_rl(cfg: TREXConfig, env, ranked: Demonstrations, shown: Demonstra
         "controls": controls,
         "reward_transform": cfg.reward_transform, "offset_learned": learned_offset,
         "reward_per_step": mean_of("reward_per_step"),
-        "correlated_with": truth_name,
+        "correlated_with": truth_name, "true_rewards": ranked.rewards is not None,
         "correlation": mean_of("correlation"),
         "correlation_snippets": mean_of("correlation_snippets")
         if any(np.isfinite(p["correlation_snippets"]) for p in per_seed) else float("nan"),
@@ -311,10 +313,11 @@ def summary_table(summary: dict) -> list[str]:
     """The job's result as printed lines: every row scored by one protocol, the controls,
     the verdict and what the learned reward is."""
     fmt = lambda xs: (f"{np.mean(xs):8.1f} +- {np.std(xs):6.1f}" if len(xs) else "     n/a")
+    num = lambda x, spec: format(x, spec) if np.isfinite(x) else "n/a"
     method = summary["method"]
     rows = [f"{method} on {summary['env']}: true return, mean +- std over "
             f"{len(summary['seeds'])} seeds ({summary['evaluation']})",
-            f"  best demonstration         {summary['best_demonstration']:8.1f}",
+            f"  best demonstration         {num(summary['best_demonstration'], '8.1f'):>8}",
             f"  behavioural cloning        {fmt(summary['behavioural_cloning'])}",
             f"  {method:<26} {fmt(summary['policy'])}"]
     if summary["controls"]:
@@ -328,15 +331,18 @@ def summary_table(summary: dict) -> list[str]:
               "not identified (no ranked pair has a terminated demonstration): centred"
               if summary["reward_transform"] == "learned" else
               f"fixed by the user's prior {summary['reward_transform']!r}")
-    sign = "living is good" if summary["reward_per_step"] > 0 else "every step costs"
+    sign = ("centred, so its sign says nothing" if not summary["offset_learned"]
+            and summary["reward_transform"] == "learned" else
+            "living is good" if summary["reward_per_step"] > 0 else "every step costs")
     rows.append(f"  learned reward: offset {offset}; mean {summary['reward_per_step']:+.3f} "
                 f"per step over the demonstrations ({sign})")
     snip = summary["correlation_snippets"]
-    rows.append(f"  learned vs {summary['correlated_with']}: correlation {summary['correlation']:.3f} "
-                "over whole demonstrations, "
+    rows.append(f"  learned vs {summary['correlated_with']}: correlation "
+                f"{num(summary['correlation'], '.3f')} over whole demonstrations, "
                 + (f"{snip:.3f} over equal-length snippets" if np.isfinite(snip) else
                    "n/a over equal-length snippets (the true reward is the same every step: "
-                   "length is all there is to learn)"))
+                   "length is all there is to learn)" if summary["true_rewards"] else
+                   "n/a over equal-length snippets (the demonstrations carry no true rewards)"))
     if np.isfinite(summary["correlation_reversed"]):
         rows.append(f"  the reversed rankings' reward: correlation "
                     f"{summary['correlation_reversed']:.3f} (should be negative)")

@@ -16,7 +16,7 @@ from minirlhf.demos import (Demonstrations, DemosConfig, load_demos, make_demos,
 from minirlhf.drex import DREXConfig, noise_rollouts, noise_ranked_demos, noisy_policy
 from minirlhf.envs import make_env
 from minirlhf.envs.core import AutoReset
-from minirlhf.gym_train import train_agents
+from minirlhf.gym_train import load_agent, train_agents
 from minirlhf.losses import bradley_terry_loss
 from minirlhf.ppo import PPOConfig, action_bounds
 from minirlhf.learned_reward import (LearnedReward, correlation, ranking_accuracy,
@@ -294,13 +294,18 @@ def test_trex_job_through_the_bridge(tmp_path):
     assert set(demos.source) <= {0, 2, 4, 6, 8}  # 8 iterations, a snapshot every 2
     save_demos(tmp_path / "demos.npz", demos)
     cfg = trex_preset("CartPole-v1", demos=str(tmp_path / "demos.npz"), num_seeds=2,
-                      steps=100, ensemble=1, eval_episodes=2)
+                      steps=100, ensemble=1, eval_episodes=2, held_out=0.0)
     cfg = dataclasses.replace(cfg, rl=dataclasses.replace(
         cfg.rl, backend="gymnasium", num_envs=2, num_steps=64, num_minibatches=2,
         total_steps=2 * 64 * 4))
-    summary = run_trex(cfg, tmp_path / "trex", echo=lambda line: None)
+    lines = []
+    summary = run_trex(cfg, tmp_path / "trex", echo=lines.append)
     assert json.loads((tmp_path / "trex" / "rl" / "summary.json").read_text())["backend"] \
         == "gymnasium"
+    # Nothing held out: said in words, never a "nan%".
+    assert summary["per_seed"][0]["held_out_accuracy"] is None
+    assert any("no demonstrations held out" in line for line in lines)
+    assert not any("nan" in line.lower() for line in lines)
     assert len(summary["policy"]) == 2 and all(np.isfinite(summary["policy"]))
     assert len(summary["behavioural_cloning"]) == 2
     # The controls ran through the bridge too, each scored like the policy.
@@ -591,3 +596,19 @@ def test_demonstrations_record_how_episodes_end(tmp_path):
     np.testing.assert_array_equal(load_demos(tmp_path / "d.npz").terminated, demos.terminated)
     inferred = toy_demos()  # no `terminated`: shorter than T means it ended
     np.testing.assert_array_equal(inferred.ended(), inferred.lengths < 30)
+
+
+def test_evaluate_run_scores_every_agent_like_a_loop(tmp_path):
+    # The protocol's vmapped scoring of a run's agents equals scoring each one alone.
+    from minirlhf.demo_controls import evaluate_run, evaluate_policy
+    from minirlhf.demos import agent_policy
+
+    cfg = PPOConfig(num_envs=2, num_steps=16, num_minibatches=2, update_epochs=1,
+                    total_steps=2 * 16 * 3, num_seeds=3)
+    train_agents(cfg, tmp_path / "run")
+    env, key = make_env("CartPole-v1"), jax.random.key(7)
+    scores = evaluate_run(tmp_path / "run", env, 4, key)
+    for i in range(3):
+        ppo_cfg, graphdef, params, stats, _ = load_agent(tmp_path / "run", agent=i)
+        act = agent_policy(graphdef, params, stats, ppo_cfg, action_bounds(env), greedy=True)
+        assert scores[i] == pytest.approx(evaluate_policy(env, act, 4, key), rel=1e-6)
