@@ -486,8 +486,8 @@ plt.show()
 # %% [markdown]
 # The learned returns rise with the true ones, and order most held-out pairs right. Two
 # correlations are printed, and they mean different things. The sum of what PPO will
-# receive, $R_\theta - r_{abs}$ (section 6), correlates almost perfectly, but for a cheap
-# reason: its terms are mostly positive, so on CartPole a longer episode has a larger sum
+# receive, $\tanh(R_\theta - r_{abs})$ (sections 5 and 6), correlates almost perfectly, but
+# for a cheap reason: its terms are mostly positive, so on CartPole a longer episode has a larger sum
 # whatever the shape of $R_\theta$. The standardised reward has mean 0 over the
 # demonstrations' states, so its sum grows with length only if the states of longer
 # episodes score higher: that correlation, the first one, is the honest measure of what the
@@ -554,9 +554,10 @@ lap("learned vs true")
 # beyond the performance of the best demo"* (Enduro: best demonstration 84, T-REX 520, "Uses
 # only 12 ranked demonstrations"). Now lecture 2's PPO, on CartPole with its reward replaced:
 # `learned_reward_env` wraps the task in `LearnedReward`, which leaves the dynamics, the
-# termination and the time limit alone and pays $R_\theta(s_t) - r_{abs}$ (scaled so that a
-# typical step is worth about 1) at every step; section 6 says where the offset $r_{abs}$
-# comes from. The true reward never reaches the agent; `AutoReset`
+# termination and the time limit alone and pays $\tanh(R_\theta(s_t) - r_{abs})$ at every
+# step ($R_\theta - r_{abs}$ scaled so that a typical demonstration step is worth about 1;
+# the tanh bounds it, section 8 says why); section 6 says where the offset $r_{abs}$ comes
+# from. The true reward never reaches the agent; `AutoReset`
 # underneath still counts true returns, so the learning curve below is in **true return**.
 # `train_agents` trains one agent per seed, each on its own seed's reward, in one vmap.
 # Budget cut: 200k steps per agent, 2 seeds (the full run: 3 seeds, the same steps,
@@ -580,7 +581,7 @@ ax.axhline(bc_return, color="tab:purple", ls=":",
            label=f"behavioural cloning ({bc_return:.0f})")
 ax.set_xlabel("environment steps (per agent)")
 ax.set_ylabel("true return (never seen by the agent)")
-ax.set_title("PPO on the learned reward R_θ - r_abs, CartPole-v1", fontsize=9)
+ax.set_title("PPO on the learned reward tanh(R_θ - r_abs), CartPole-v1", fontsize=9)
 ax.legend(fontsize=8)
 ax.grid(alpha=0.3)
 fig.tight_layout()
@@ -630,7 +631,8 @@ sign_run = train_agents(sign_cfg, work / "offset_rl",
                         wrap_args=jnp.array(list(signs.values())))
 fig, ax = plt.subplots(figsize=(8, 4))
 for seed, (steps, ret) in return_curves(work / "trex_rl").items():
-    ax.plot(steps, ret, color="C0", lw=1, label="R_θ - r_abs (section 5)" if seed == 0 else None)
+    ax.plot(steps, ret, color="C0", lw=1,
+            label="tanh(R_θ - r_abs) (section 5)" if seed == 0 else None)
 for name, (seed, (steps, ret)) in zip(signs, return_curves(work / "offset_rl").items()):
     ax.plot(steps, ret, lw=1.5, color="C3" if "-" in name else "C2", label=name)
 ax.axhline(best_demo, color="tab:red", ls="--", label=f"best demonstration ({best_demo:.0f})")
@@ -659,11 +661,11 @@ lap("offset")
 # extended with absorbing steps to the other's length, so a snippet may run past its end
 # (`sample_snippets(..., ended)`), and the loss compares living steps with absorbing ones:
 # adding $c$ to $R_\theta$ alone now changes the difference, so the data fix
-# $R_\theta - r_{abs}$. That difference is what PPO receives; after a terminal step the
-# episode pays 0 forever, which is exactly $r_{abs} - r_{abs}$. On CartPole's
-# demonstrations, where longer ranks higher, living should come out good; trained on the
-# same demonstrations ranked the **other way round** (another control), every step should
-# come out a cost:
+# $R_\theta - r_{abs}$. That difference, bounded by tanh, is what PPO receives; after a
+# terminal step the episode pays 0 forever, which is exactly $r_{abs} - r_{abs}$. On
+# CartPole's demonstrations, where longer ranks higher, living should come out good;
+# trained on the same demonstrations ranked the **other way round** (another control),
+# every step should come out a cost:
 
 # %%
 from minirlhf.demo_controls import reversed_rankings  # noqa: E402
@@ -916,13 +918,12 @@ for k, (name, (run, i, m)) in enumerate(agents.items()):
 # The learned reward is measurably wrong: over the last 10 steps before an agent's episode
 # fails, states that the true return rates worst (nothing follows them), it pays more than
 # over the agent's average step, and far more than the demonstrations' average (about 0, by
-# the standardisation). Are section 5's agents exploiting it? Compare them with the control:
-# the agent on a constant reward also lets the cart drift, but the T-REX agents end their
-# episodes at the track's end more often and reach less true return. Section 5's reward,
-# $R_\theta - r_{abs}$, is unbounded: a state at the end of the track may pay more than
-# several steps of staying upright. Is it the offset or the shape? Move the offset by hand,
-# and give PPO $R_\theta$ centred (what the library gives where the offset is not
-# identified, right for Pendulum) and $R_\theta + 1$, seed 0's reward, one agent each:
+# the standardisation). Are section 5's agents exploiting it? Compare them with the control,
+# an agent on a constant reward, which also lets the cart drift off the track. What PPO
+# received in section 5 was bounded: $\tanh$ caps what any state pays at about one step's
+# worth of staying alive, so no state is worth dying for. Remove the bound, and give PPO
+# $R_\theta$ centred and unbounded (what `reward_transform="standardize"` gives) and
+# $R_\theta + 1$, seed 0's reward, one agent each:
 
 # %%
 raw_cfg = dataclasses.replace(rl_cfg, num_seeds=2)
@@ -948,7 +949,7 @@ for sign in (-1, 1):
     ax.axhline(2.4 * sign, color="k", ls=":", lw=1)
 ax.set_xlabel("step t")
 ax.set_ylabel("cart position x")
-ax.set_title("PPO on the learned reward, offset set by hand: 8 episodes per agent", fontsize=9)
+ax.set_title("PPO on the learned reward, unbounded: 8 episodes per agent", fontsize=9)
 ax.legend(fontsize=8)
 ax.grid(alpha=0.3)
 fig.tight_layout()
@@ -958,13 +959,14 @@ lap("what breaks")
 # %% [markdown]
 # Now the agents drive the cart to the end of the track, into the states that section 4's
 # plot showed $R_\theta$ overrating, and the episode ends there, well short of what the
-# control reaches with a reward that knows nothing: the shape, not the offset, does it.
+# control reaches with a reward that knows nothing: unbounded, the shape of the reward
+# decides, whatever its offset.
 # That is **reward hacking** in its plainest form: the policy found the states the
 # learned reward overrates, and the true return paid for it. It is the deck's "Overoptimized
 # policy" of lecture 4, where PPO without the KL penalty raised the reward model's score
 # while the gold reward fell. The defences are the same in both worlds: keep the policy near
-# the data (lecture 4's KL penalty), bound the reward (a sigmoid, at the price of a sign
-# picked by hand),
+# the data (lecture 4's KL penalty), bound the reward (the tanh of section 5; the T-REX
+# code's sigmoid bounds it too, at the price of a sign picked by hand),
 # learn the reward from more diverse data (here: demonstrations that do *not* all drift), or
 # go back for more labels on the states the policy now visits (online RLHF, the deck's
 # "Offline RLHF vs. Online RLHF" on the "Pseudo Code" slide).

@@ -2,8 +2,8 @@
 
 `RewardNet` is r_theta(s) (or r_theta(s, a)) plus r_abs, the learned reward of the
 absorbing state after a terminal step; trex.py trains an ensemble of them from rankings.
-`rl_reward` is what PPO receives: (r(s) - r_abs) / scale, the offset learned from how the
-demonstrations end (trex.py's docstring says why), or a fixed prior the user chose. The
+`rl_reward` is what PPO receives: tanh((r(s) - r_abs) / scale), its offset learned from how
+the demonstrations end (trex.py's docstring says why), or a fixed prior the user chose. The
 reward replaces a task's own without touching its dynamics: `LearnedReward` wraps a JAX
 task (pure, jittable, vmappable like the task) and `learned_reward_host` a host vector env
 of the gymnasium bridge. The checks say how far it can be trusted: its return against the
@@ -113,11 +113,16 @@ def standardized_reward(spec: RewardSpec, model: RewardModel, obs: jax.Array,
 
 def rl_reward(spec: RewardSpec, model: RewardModel, obs: jax.Array,
               actions: jax.Array | None = None) -> jax.Array:
-    """(...,) the reward PPO receives: with the 'learned' transform the mean over members of
-    (r_m(s) - r_abs,m) / scale_m (the offset learned from how episodes end; the module
+    """(...,) the reward PPO receives: with the 'learned' transform tanh of the mean over
+    members of (r_m(s) - r_abs,m) / scale_m (the offset learned from how episodes end; the module
     docstring says why), else the standardised reward under the user's fixed prior."""
     if spec.transform == "learned":
-        return _ensemble_reward(spec, model, obs, actions, model.offset, model.scale)
+        # Bounded, as the T-REX code's sigmoid bounds it, but keeping the learned sign: a
+        # state far from the demonstrations may score anything, and an unbounded reward
+        # lets PPO trade many steps of the task for a few such states (reward hacking;
+        # lecture 6, section 8).
+        return jnp.tanh(_ensemble_reward(spec, model, obs, actions, model.offset,
+                                         model.scale))
     r = standardized_reward(spec, model, obs, actions)
     if spec.transform == "sigmoid":
         return jax.nn.sigmoid(r)

@@ -32,9 +32,9 @@ terminal state goes on in an *absorbing state* whose reward r_abs is one more le
 parameter. Within each ranked pair a terminated demonstration is extended with absorbing
 steps to the other's length, so snippets may run past its end; the loss then compares
 living steps with absorbing ones, which a common c no longer cancels in: what is learned is
-r(s) - r_abs. PPO receives that difference (scaled so that a typical demonstration step
-is worth 1); after a terminal step the episode gets 0 forever, which is exactly
-r_abs - r_abs. Where longer demonstrations rank higher (CartPole) r(s) > r_abs comes out
+r(s) - r_abs. PPO receives that difference, scaled so that a typical demonstration step
+is worth 1 and squashed by tanh (bounded like the Atari code's sigmoid, with the learned
+sign); after a terminal step the episode gets 0 forever, which is exactly r_abs - r_abs. Where longer demonstrations rank higher (CartPole) r(s) > r_abs comes out
 and living is good; where shorter ones do (Acrobot, reaching the goal sooner) every step
 costs. Where no ranked pair has a terminated demonstration (Pendulum never terminates) the
 offset is not identified and PPO gets the reward centred on the demonstrations' mean.
