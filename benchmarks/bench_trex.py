@@ -17,12 +17,15 @@ measured here; a D-REX run whose noise ranks nothing is refused and reported as 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for common
+
+import numpy as np  # noqa: E402
 
 from minirlhf.demo_jobs import (drex_preset, run_drex, run_trex, summary_table,  # noqa: E402
                                 trex_preset)
@@ -40,7 +43,15 @@ def main(argv=None) -> dict:
     p.add_argument("--out", type=Path, default=Path("runs/bench_trex"))
     p.add_argument("--seeds", type=int, default=5, help="seeds per method (and control)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--table", type=Path, nargs="+", default=None,
+                   help="only print the overview table of figures written by --json")
     args = p.parse_args(argv)
+    if args.table:
+        figures = {}
+        for path in args.table:
+            figures.update(json.loads(path.read_text()))
+        print("\n".join(overview(figures)))
+        return figures
     load_before = os.getloadavg()[0]
     figures = {}
     for env in args.envs:
@@ -68,9 +79,34 @@ def main(argv=None) -> dict:
             print(f"  ({summary['total_s']:.0f} s: " + ", ".join(
                 f"{k[:-2]} {v:.0f} s" for k, v in summary["timing"].items()) + ")", flush=True)
         figures[env] = row
+    print("\n".join(overview(figures)))
     print_load(load_before, os.getloadavg()[0])
     write_figures(args.json, figures)
     return figures
+
+
+def overview(figures: dict) -> list[str]:
+    """One line per task and method: the method, behavioural cloning, the best
+    demonstration and the best control (mean +- std over seeds), and the verdict."""
+    ms = lambda xs: f"{np.mean(xs):7.1f} +- {np.std(xs):5.1f}"
+    rows = [f"{'':26}{'method':>18}{'cloning':>18}{'best demo':>10}  best control"]
+    for env, row in figures.items():
+        for name in ("trex", "drex"):
+            s = row.get(name)
+            if s is None:
+                continue
+            label = f"{env} {s.get('method', name.upper().replace('REX', '-REX'))}"
+            if "refused" in s:
+                rows.append(f"{label:26} refused: {s['refused'].split(' (')[0]}")
+                continue
+            best = max(s["controls"], key=lambda k: np.mean(s["controls"][k]))
+            control = s["controls"][best]
+            beats = s["verdict"].startswith("beats")
+            rows.append(f"{label:26}{ms(s['policy']):>18}{ms(s['behavioural_cloning']):>18}"
+                        f"{s['best_demonstration']:>10.1f}  {best}: "
+                        f"{np.mean(control):.1f} +- {np.std(control):.1f}   "
+                        + ("beats all" if beats else "does not beat all"))
+    return rows
 
 
 if __name__ == "__main__":

@@ -34,10 +34,11 @@ steps to the other's length, so snippets may run past its end; the loss then com
 living steps with absorbing ones, which a common c no longer cancels in: what is learned is
 r(s) - r_abs. PPO receives that difference, scaled so that a typical demonstration step
 is worth 1 and squashed by tanh (bounded like the Atari code's sigmoid, with the learned
-sign); after a terminal step the episode gets 0 forever, which is exactly r_abs - r_abs. Where longer demonstrations rank higher (CartPole) r(s) > r_abs comes out
-and living is good; where shorter ones do (Acrobot, reaching the goal sooner) every step
-costs. Where no ranked pair has a terminated demonstration (Pendulum never terminates) the
-offset is not identified and PPO gets the reward centred on the demonstrations' mean.
+sign); after a terminal step the episode gets 0 forever, which is exactly r_abs - r_abs.
+Where longer demonstrations rank higher (CartPole) r(s) > r_abs comes out and living is
+good; where shorter ones do (Acrobot, reaching the goal sooner) every step costs. Where no
+ranked pair has a terminated demonstration (Pendulum never terminates) the offset is not
+identified and PPO gets the reward centred on the demonstrations' mean, bounded alike.
 A fixed transform (sigmoid, sigmoid - 1) remains an option, as a prior the user supplies.
 
     spec, models, history = train_reward(TREXConfig(), demos, env)   # one per seed

@@ -101,6 +101,12 @@ def test_make_demos_are_capped_ranked_and_from_snapshots():
     assert set(demos.source) <= {0.0, 4.0, 8.0, 12.0, 16.0}  # the learner's iterations
     with pytest.raises(ValueError, match="no known return range; give max_return"):
         DemosConfig(env="LunarLander-v3")
+    # Every JAX task has a preset, so `minirlhf trex --env ID` runs without --demos.
+    from minirlhf.demos import DEMO_PRESETS
+    from minirlhf.envs import GYM_TASKS
+
+    assert set(GYM_TASKS) <= set(DEMO_PRESETS)
+    assert DEMO_PRESETS["Acrobot-v1"].learner_config().env == "Acrobot-v1"
 
 
 # --- snippets and the loss --------------------------------------------------------------------
