@@ -618,3 +618,21 @@ def test_evaluate_run_scores_every_agent_like_a_loop(tmp_path):
         ppo_cfg, graphdef, params, stats, _ = load_agent(tmp_path / "run", agent=i)
         act = agent_policy(graphdef, params, stats, ppo_cfg, action_bounds(env), greedy=True)
         assert scores[i] == pytest.approx(evaluate_policy(env, act, 4, key), rel=1e-6)
+
+
+def test_the_summary_names_a_fixed_prior_and_never_prints_nan():
+    from minirlhf.demo_jobs import summary_table
+
+    summary = {"method": "T-REX", "env": "CartPole-v1", "seeds": [0, 1],
+               "evaluation": "greedy, 20 episodes per seed, true return",
+               "best_demonstration": 178.0, "behavioural_cloning": [150.0, 160.0],
+               "policy": [400.0, 420.0], "controls": {"constant +1": [480.0, 490.0]},
+               "verdict": "does not beat constant +1 by more than the spread over seeds",
+               "reward_transform": "sigmoid", "offset_learned": False,
+               "reward_per_step": 0.6, "correlated_with": "true return", "true_rewards": True,
+               "correlation": 0.99, "correlation_snippets": float("nan"),
+               "correlation_reversed": float("nan")}
+    text = "\n".join(summary_table(summary))
+    assert "offset fixed by the user's prior 'sigmoid'" in text
+    assert "constant +1" in text and "beats T-REX" in text  # 485 +- 5 against 410 +- 10
+    assert "nan" not in text.lower() and "reversed rankings' reward" not in text
