@@ -32,15 +32,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minirlhf.demos import BridgeTask, Demonstrations, agent_policy, rollout_episodes, \
-    task_episodes
+from minirlhf.demos import (BridgeTask, Demonstrations, agent_policy, rollout_episodes,
+                            task_episodes)
 from minirlhf.gym_train import load_agent, train_agents
-from minirlhf.ppo import action_bounds
 from minirlhf.learned_reward import (LearnedReward, calibrate, correlation,
                                      learned_reward_env, learned_reward_host, rl_step_rewards)
+from minirlhf.ppo import action_bounds
 from minirlhf.trex import TREXConfig, init_ensemble, train_reward
 
 CONTROLS = ("constant +1", "constant -1", "untrained reward net", "reversed rankings")
+"""The controls' names, in the order every report lists them."""
 
 
 def eval_key(cfg: TREXConfig) -> jax.Array:

@@ -421,8 +421,9 @@ def test_trex_and_drex_jobs_end_to_end(tmp_path):
     assert summary["correlation_reversed"] < -0.5
     assert np.isnan(summary["correlation_snippets"])  # +1 a step: nothing but length
     # Every control ran, with the policy's PPO settings and seeds, scored by one protocol.
-    assert list(summary["controls"]) == ["constant +1", "constant -1", "untrained reward net",
-                                         "reversed rankings"]
+    from minirlhf.demo_controls import CONTROLS
+
+    assert tuple(summary["controls"]) == CONTROLS
     assert all(len(v) == 2 for v in summary["controls"].values())
     assert np.mean(summary["controls"]["constant -1"]) < 30  # the pole dropped at once
     for name in ("constant_+1", "constant_-1", "untrained_reward_net", "reversed_rankings"):
